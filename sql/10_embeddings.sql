@@ -1,0 +1,32 @@
+-- embeddings: one row per fragment with every standard column (STANDARD.md §6).
+--   embedding    FLOAT[{dim}]  the vector, whatever its layout on disk (list, fixed-size list, Array2D)
+--   timestamp    VARCHAR       acquisition time as written in the source metadata
+--   acquired_at  TIMESTAMP     parsed from `timestamp`: S2 style 20200717T105031 or ISO 8601
+--   geometry     GEOMETRY      fragment footprint, WGS84 lon/lat
+--   bbox         STRUCT        GeoParquet 1.1 bbox covering when the file has one, else NULL
+--   source_file, source_row    where the row lives (file name, row number in that file)
+-- Braced names are structural placeholders (column expressions chosen from the file's schema), never user values;
+-- the file list is the bound variable `mtquery_sources`.
+CREATE OR REPLACE VIEW embeddings AS
+SELECT
+    unique_id,
+    {embedding} AS embedding,
+    CAST("timestamp" AS VARCHAR) AS "timestamp",
+    coalesce(
+        try_strptime(CAST("timestamp" AS VARCHAR), '%Y%m%dT%H%M%S'),
+        TRY_CAST(CAST("timestamp" AS VARCHAR) AS TIMESTAMP)
+    ) AS acquired_at,
+    product_id,
+    grid_cell,
+    {grid_row_u} AS grid_row_u,
+    {grid_col_r} AS grid_col_r,
+    {geometry} AS geometry,
+    CAST(centre_lat AS DOUBLE) AS centre_lat,
+    CAST(centre_lon AS DOUBLE) AS centre_lon,
+    {utm_footprint} AS utm_footprint,
+    {utm_crs} AS utm_crs,
+    {pixel_bbox} AS pixel_bbox,
+    {bbox} AS bbox,
+    filename AS source_file,
+    file_row_number AS source_row
+FROM read_parquet(getvariable('mtquery_sources'), filename = true, file_row_number = true);
