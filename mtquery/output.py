@@ -76,16 +76,27 @@ def _fmt_cell(value: object) -> str:
     return str(value)
 
 
+#: In tables (for people), ids are shortened; ``knn --id`` accepts such a prefix.
+SHORT_ID = 16
+
+
 def print_table(table: pa.Table, title: str | None = None, file=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=file or sys.stdout, width=200 if file is not None else None)
+    out = file or sys.stdout
+    width = None if (file is None and out.isatty()) else 200
+    console = Console(file=out, width=width)
     rt = Table(title=title, show_lines=False)
     for name in table.column_names:
         rt.add_column(name, overflow="fold")
     for row in table.to_pylist():
-        rt.add_row(*[_fmt_cell(v) for v in row.values()])
+        cells = []
+        for key, v in row.items():
+            if key == "unique_id" and isinstance(v, str) and len(v) > SHORT_ID:
+                v = v[:SHORT_ID] + "…"
+            cells.append(_fmt_cell(v))
+        rt.add_row(*cells)
     console.print(rt)
 
 

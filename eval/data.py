@@ -1,0 +1,446 @@
+"""Labelled embeddings: read a label table, join it to a dataset's fragments, fetch the vectors.
+
+Joins (``join=``):
+
+* ``unique_id`` — the label table has a ``unique_id`` column.
+* ``grid_cell`` — the label table has a ``grid_cell`` column; every fragment of that cell gets the
+  label. Optional date window: ``date_from`` / ``date_to`` (on the fragment's acquisition time) and,
+  when the table has a ``date`` column, ``window_days`` (|acquired - date| <= N days).
+* ``spatial`` — the label table holds points or polygons (a GEOMETRY / WKB / WKT ``geometry``
+  column, or ``lon``/``lat`` columns): each fragment gets the labels of the points it contains
+  and the polygons it intersects (DuckDB spatial).
+
+Multi-label: a list-valued label column, or several label rows per fragment, makes a multi-label
+task (``multi_label="auto"``). ``multi_label="no"`` keeps one label per fragment: the one whose
+polygon covers most of the fragment (spatial), else the most frequent, ties to the smallest name.
+
+Rows come back ordered by (source file, row in file), so the order never depends on the label
+file's order or on DuckDB's threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mtquery.duck import describe_error
+from mtquery.engine import Session
+from mtquery.errors import DataError, UsageError
+from mtquery.schema import embedding_matrix
+
+JOINS = ("unique_id", "grid_cell", "spatial")
+MULTI = ("auto", "yes", "no")
+LABEL_TABLE = "mt_eval_labels"
+_KEY_COLS = {"unique_id", "grid_cell", "geometry", "date", "lon", "lat", "longitude", "latitude",
+             "x", "y", "geom", "wkt"}
+_VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".kml", ".gml")
+
+
+@dataclass
+class LabelledSet:
+    """Vectors with their labels and where they are. ``labels[i]`` is a tuple of class names
+    (one name for single-label tasks)."""
+
+    X: np.ndarray
+    labels: list[tuple[str, ...]]
+    classes: list[str]
+    multi_label: bool
+    unique_id: np.ndarray
+    grid_cell: np.ndarray
+    timestamp: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def y_single(self) -> np.ndarray:
+        """Class index per row (single-label tasks)."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index[t[0]] for t in self.labels], dtype=np.int64)
+
+    def y_multi(self) -> np.ndarray:
+        """(n, n_classes) 0/1 indicator matrix."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        Y = np.zeros((len(self.labels), len(self.classes)), dtype=np.int8)
+        for r, t in enumerate(self.labels):
+            for c in t:
+                Y[r, index[c]] = 1
+        return Y
+
+    def subset(self, idx: np.ndarray) -> LabelledSet:
+        idx = np.asarray(idx)
+        labels = [self.labels[i] for i in idx]
+        classes = sorted({c for t in labels for c in t})
+        return LabelledSet(self.X[idx], labels, classes, self.multi_label, self.unique_id[idx],
+                           self.grid_cell[idx], self.timestamp[idx], self.lat[idx], self.lon[idx],
+                           dict(self.info))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_lines(values) -> str:
+    h = hashlib.sha256()
+    for v in values:
+        h.update(str(v).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _qident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _reader(path: Path) -> str:
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else (
+        path.suffix.lower())
+    if suffix in (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz"):
+        return "read_csv(?, auto_detect = true, header = true)"
+    if suffix in (".parquet", ".geoparquet", ".pq"):
+        return "read_parquet(?)"
+    if suffix in _VECTOR_SUFFIXES:
+        return "ST_Read(?)"
+    raise UsageError(f"label file {path}: unknown format {path.suffix!r} (use .csv, .parquet, "
+                     ".geoparquet, .geojson or .gpkg)")
+
+
+def describe_labels(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}", [str(path)]).fetchall()
+    except duckdb.Error as exc:
+        raise DataError(f"cannot read label file {path}: {describe_error(exc)}") from exc
+    return {r[0]: r[1] for r in rows}
+
+
+def pick_label_col(cols: dict[str, str], label_col: str | None, path: Path) -> str:
+    if label_col is not None:
+        if label_col not in cols:
+            raise UsageError(f"label column {label_col!r} not in {path.name} (columns: "
+                             f"{', '.join(cols)})")
+        return label_col
+    for name in ("label", "labels", "class", "category"):
+        if name in cols:
+            return name
+    rest = [c for c in cols if c.lower() not in _KEY_COLS]
+    if len(rest) == 1:
+        return rest[0]
+    raise UsageError(f"cannot tell which column of {path.name} holds the labels (columns: "
+                     f"{', '.join(cols)}); name it with --label-col")
+
+
+def _geometry_expr(cols: dict[str, str], path: Path) -> str:
+    for name in ("geometry", "geom", "wkt", "wkb_geometry"):
+        if name in cols:
+            t = cols[name].upper()
+            q = _qident(name)
+            if t.startswith("GEOMETRY"):
+                return q
+            if t == "BLOB":
+                return f"ST_GeomFromWKB({q})"
+            if t == "VARCHAR":
+                return f"ST_GeomFromText({q})"
+            raise DataError(f"label file {path.name}: column {name!r} has type {cols[name]}, "
+                            "not a geometry, WKB or WKT")
+    for lon, lat in (("lon", "lat"), ("longitude", "latitude"), ("x", "y")):
+        if lon in cols and lat in cols:
+            return f"ST_Point(CAST({_qident(lon)} AS DOUBLE), CAST({_qident(lat)} AS DOUBLE))"
+    raise UsageError(f"--join spatial needs a geometry column (geometry/geom/wkt) or lon/lat "
+                     f"columns in {path.name} (columns: {', '.join(cols)})")
+
+
+def load_label_table(con: duckdb.DuckDBPyConnection, path: str | Path, label_col: str | None,
+                     join: str) -> dict:
+    """Create the temp table ``mt_eval_labels`` (key columns + ``label VARCHAR``, one row per
+    label, list columns unnested). Returns a description for the results JSON."""
+    if join not in JOINS:
+        raise UsageError(f"unknown join {join!r}; choose one of {', '.join(JOINS)}")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"label file not found: {path}")
+    cols = describe_labels(con, path)
+    col = pick_label_col(cols, label_col, path)
+    ctype = cols[col].upper()
+    list_valued = ctype.endswith("]")
+    lab = f"UNNEST({_qident(col)})" if list_valued else _qident(col)
+    keys: list[str] = []
+    if join == "unique_id":
+        if "unique_id" not in cols:
+            raise UsageError(f"--join unique_id needs a 'unique_id' column in {path.name} "
+                             f"(columns: {', '.join(cols)})")
+        keys.append("CAST(unique_id AS VARCHAR) AS unique_id")
+    elif join == "grid_cell":
+        if "grid_cell" not in cols:
+            raise UsageError(f"--join grid_cell needs a 'grid_cell' column in {path.name} "
+                             f"(columns: {', '.join(cols)})")
+        keys.append("CAST(grid_cell AS VARCHAR) AS grid_cell")
+        if "date" in cols:
+            keys.append("TRY_CAST(date AS TIMESTAMP) AS date")
+    else:
+        keys.append(f"{_geometry_expr(cols, path)} AS geom")
+    sql = (f"CREATE OR REPLACE TEMP TABLE {LABEL_TABLE} AS SELECT * FROM (SELECT "
+           f"{', '.join(keys)}, CAST({lab} AS VARCHAR) AS label FROM {_reader(path)}) "
+           "WHERE label IS NOT NULL AND label <> ''")
+    try:
+        con.execute(sql, [str(path)])
+    except duckdb.Error as exc:
+        raise DataError(f"cannot read labels from {path}: {describe_error(exc)}") from exc
+    n = con.execute(f"SELECT count(*) FROM {LABEL_TABLE}").fetchone()[0]
+    if n == 0:
+        raise DataError(f"label file {path} has no non-empty values in column {col!r}")
+    return {"path": str(path), "sha256": sha256_file(path), "label_col": col, "join": join,
+            "label_rows": int(n), "list_valued": bool(list_valued)}
+
+
+def _join_sql(join: str, has_date: bool, window_days: int | None, date_from: str | None,
+              date_to: str | None, area: bool) -> tuple[str, list]:
+    params: list = []
+    weight = "1.0"
+    if join == "unique_id":
+        on = "e.unique_id = l.unique_id"
+    elif join == "grid_cell":
+        on = "e.grid_cell = l.grid_cell"
+        if window_days is not None:
+            if not has_date:
+                raise UsageError("--window-days needs a 'date' column in the label file")
+            on += " AND abs(date_diff('second', l.date, e.acquired_at)) <= ?"
+            params.append(int(window_days) * 86400)
+    else:
+        on = "ST_Intersects(e.geometry, l.geom)"
+        if area:
+            weight = ("CASE WHEN ST_Dimension(l.geom) = 2 THEN "
+                      "ST_Area(ST_Intersection(e.geometry, l.geom)) ELSE 1.0 END")
+    where = []
+    if date_from:
+        where.append("e.acquired_at >= CAST(? AS TIMESTAMP)")
+        params.append(date_from)
+    if date_to:
+        where.append("e.acquired_at < CAST(? AS TIMESTAMP) + INTERVAL 1 DAY")
+        params.append(date_to)
+    sql = (
+        "SELECT e.unique_id, e.source_file, e.source_row, e.grid_cell, e.timestamp, "
+        f"e.centre_lat, e.centre_lon, l.label, {weight} AS w "
+        f"FROM embeddings e JOIN {LABEL_TABLE} l ON {on}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+    )
+    agg = (
+        "SELECT unique_id, any_value(source_file) AS source_file, "
+        "any_value(source_row) AS source_row, any_value(grid_cell) AS grid_cell, "
+        "any_value(timestamp) AS timestamp, any_value(centre_lat) AS lat, "
+        "any_value(centre_lon) AS lon, list(label ORDER BY label) AS labels, "
+        "list(w ORDER BY label) AS weights "
+        f"FROM ({sql}) GROUP BY unique_id ORDER BY source_file, source_row"
+    )
+    return agg, params
+
+
+def _resolve_labels(labels: list, weights: list, mode: str) -> tuple[tuple[str, ...], bool]:
+    """Distinct labels of one fragment; for mode 'no' the heaviest one."""
+    if mode != "no":
+        return tuple(sorted(set(labels))), False
+    score: dict[str, float] = {}
+    for lab, w in zip(labels, weights, strict=True):
+        score[lab] = score.get(lab, 0.0) + float(w)
+    best = max(sorted(score), key=lambda k: score[k])
+    return (best,), len(score) > 1
+
+
+def read_vectors(files: np.ndarray, rows: np.ndarray, session: Session) -> np.ndarray:
+    """Embedding vectors of (file, row) pairs, read with pyarrow from the row groups holding
+    them (local files), in the given order."""
+    out: np.ndarray | None = None
+    n = len(rows)
+    order_files = list(dict.fromkeys(files.tolist()))
+    for fname in order_files:
+        sel = np.nonzero(files == fname)[0]
+        want = rows[sel].astype(np.int64)
+        pf = pq.ParquetFile(fname)
+        rg_rows = np.array([pf.metadata.row_group(i).num_rows
+                            for i in range(pf.metadata.num_row_groups)], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(rg_rows)])
+        rgs = np.unique(np.searchsorted(starts, want, side="right") - 1)
+        if len(rgs) == len(rg_rows):
+            tbl = pf.read(columns=["embedding"])
+            local = want
+        else:
+            tbl = pf.read_row_groups(rgs.tolist(), columns=["embedding"])
+            kept = np.cumsum(rg_rows[rgs])
+            new_start = np.concatenate([[0], kept[:-1]])
+            pos = np.searchsorted(starts, want, side="right") - 1
+            remap = dict(zip(rgs.tolist(), new_start.tolist(), strict=True))
+            local = np.array([remap[p] for p in pos], dtype=np.int64) + (want - starts[pos])
+        M = embedding_matrix(tbl.column("embedding"))
+        if out is None:
+            out = np.empty((n, M.shape[1]), dtype=np.float32)
+        elif M.shape[1] != out.shape[1]:
+            raise DataError(f"mixed embedding dimensions: {out.shape[1]} and {M.shape[1]} "
+                            f"({fname})")
+        out[sel] = M[local]
+    if out is None:
+        return np.zeros((0, session.dim), dtype=np.float32)
+    return out
+
+
+def _vectors_duckdb(con: duckdb.DuckDBPyConnection, ids: list[str]) -> np.ndarray:
+    keys = pa.table({"unique_id": pa.array(ids, pa.string()),
+                     "ord": pa.array(np.arange(len(ids)), pa.int64())})
+    con.register("mt_eval_keys", keys)
+    try:
+        tbl = con.execute(
+            "SELECT k.ord, e.embedding FROM mt_eval_keys k JOIN embeddings e USING (unique_id) "
+            "ORDER BY k.ord").to_arrow_table()
+    finally:
+        con.unregister("mt_eval_keys")
+    return embedding_matrix(tbl.column("embedding"))
+
+
+def dataset_fingerprint(session: Session) -> dict:
+    files = []
+    total = 0
+    for f in session.dataset.local_files:
+        try:
+            md = pq.ParquetFile(f).metadata
+            nrows = md.num_rows
+        except Exception:  # noqa: BLE001 - described, not fatal
+            nrows = None
+        files.append({"path": str(f), "size": Path(f).stat().st_size, "rows": nrows})
+        total += nrows or 0
+    fp = {"spec": session.dataset.spec, "sources": list(session.dataset.sources),
+          "remote": session.dataset.remote, "dim": session.dim, "files": files}
+    if files:
+        fp["total_rows"] = total
+    return fp
+
+
+def dataset_models(session: Session) -> list[str]:
+    """Model names from the dataset's manifest: a catalog entry, Parquet key-value metadata
+    (``mtquery``/``manifest``/``model`` keys holding JSON or text), or a ``manifest.json``
+    beside the files."""
+    names: list[str] = []
+    if session.dataset.entry is not None and session.dataset.entry.model:
+        names.append(session.dataset.entry.model)
+
+    def take(obj) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k in ("model", "model_name", "models") and isinstance(v, (str, list)):
+                    for m in [v] if isinstance(v, str) else v:
+                        if isinstance(m, str):
+                            names.append(m)
+                        else:
+                            take(m)
+                elif isinstance(v, (dict, list)):
+                    take(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                take(v)
+
+    seen_dirs = set()
+    for f in session.dataset.local_files[:64]:
+        try:
+            meta = pq.read_schema(f).metadata or {}
+        except Exception:  # noqa: BLE001
+            meta = {}
+        for k, v in meta.items():
+            key = k.decode(errors="replace").lower()
+            if key in ("geo", "arrow:schema", "pandas"):
+                continue
+            if "model" in key or "mtquery" in key or "manifest" in key:
+                text = v.decode(errors="replace")
+                try:
+                    take(json.loads(text))
+                except ValueError:
+                    if "model" in key:
+                        names.append(text)
+        d = Path(f).parent
+        if d not in seen_dirs:
+            seen_dirs.add(d)
+            for cand in ("manifest.json", f"{Path(f).stem}.manifest.json"):
+                p = d / cand
+                if p.is_file():
+                    try:
+                        take(json.loads(p.read_text()))
+                    except (OSError, ValueError):
+                        pass
+    return list(dict.fromkeys(names))
+
+
+def load_labelled(session: Session, labels_path: str | Path, *, label_col: str | None = None,
+                  join: str = "unique_id", multi_label: str = "auto",
+                  window_days: int | None = None, date_from: str | None = None,
+                  date_to: str | None = None) -> LabelledSet:
+    """Join a label file to the session's fragments and fetch their vectors."""
+    if multi_label not in MULTI:
+        raise UsageError(f"--multi-label must be one of {', '.join(MULTI)}")
+    con = session.con
+    info = load_label_table(con, labels_path, label_col, join)
+    has_date = join == "grid_cell" and "date" in [
+        r[0] for r in con.execute(f"DESCRIBE {LABEL_TABLE}").fetchall()]
+    sql, params = _join_sql(join, has_date, window_days, date_from, date_to,
+                            area=(join == "spatial" and multi_label == "no"))
+    try:
+        tbl = con.execute(sql, params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise DataError(f"cannot join labels to the dataset: {describe_error(exc)}") from exc
+    if tbl.num_rows == 0:
+        raise DataError(f"the labels in {labels_path} match no fragment of {session.dataset.spec} "
+                        f"(join by {join})")
+    d = tbl.to_pydict()
+    labels: list[tuple[str, ...]] = []
+    conflicts = 0
+    for labs, ws in zip(d["labels"], d["weights"], strict=True):
+        t, conflict = _resolve_labels(labs, ws, multi_label)
+        labels.append(t)
+        conflicts += conflict
+    is_multi = multi_label == "yes" or (multi_label == "auto" and (
+        info["list_valued"] or any(len(t) > 1 for t in labels)))
+    if not is_multi and any(len(t) > 1 for t in labels):
+        raise DataError("internal: several labels for a fragment in single-label mode")
+    files = np.array(d["source_file"], dtype=object)
+    rows = np.array(d["source_row"], dtype=np.int64)
+    ids = np.array(d["unique_id"], dtype=object)
+    local = {str(f) for f in session.dataset.local_files}
+    if local and all(f in local for f in set(files.tolist())):
+        X = read_vectors(files, rows, session)
+    else:
+        X = _vectors_duckdb(con, ids.tolist())
+    check_vectors(X, ids)
+    classes = sorted({c for t in labels for c in t})
+    n_label_keys = con.execute(f"SELECT count(*) FROM {LABEL_TABLE}").fetchone()[0]
+    info.update({"matched_fragments": len(labels), "label_rows_loaded": int(n_label_keys),
+                 "ambiguous_resolved": int(conflicts), "multi_label": bool(is_multi)})
+    if window_days is not None:
+        info["window_days"] = int(window_days)
+    if date_from or date_to:
+        info["date_from"], info["date_to"] = date_from, date_to
+    return LabelledSet(X=X, labels=labels, classes=classes, multi_label=bool(is_multi),
+                       unique_id=ids, grid_cell=np.array(d["grid_cell"], dtype=object),
+                       timestamp=np.array(d["timestamp"], dtype=object),
+                       lat=np.array(d["lat"], dtype=np.float64),
+                       lon=np.array(d["lon"], dtype=np.float64), info=info)
+
+
+def check_vectors(X: np.ndarray, ids) -> None:
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        first = np.nonzero(bad)[0][0]
+        raise DataError(f"{int(bad.sum())} embedding vector(s) hold NaN or infinite values "
+                        f"(first: unique_id {ids[first]})")
+    zero = ~(np.abs(X) > 0).any(axis=1) if len(X) else np.zeros(0, bool)
+    if zero.any():
+        first = np.nonzero(zero)[0][0]
+        raise DataError(f"{int(zero.sum())} embedding vector(s) are all zeros "
+                        f"(first: unique_id {ids[first]})")

@@ -1,0 +1,235 @@
+"""Exact cosine nearest neighbours over a dataset, with the query taken from a point, a
+unique_id or a vector file. Candidates stream out of DuckDB as Arrow batches (filters pushed
+down into the Parquet scan) and are scored with one float32 matrix-vector product per batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from mtquery.duck import describe_error
+from mtquery.engine import Session
+from mtquery.errors import DataError, UsageError
+from mtquery.query import RESULT_COLUMNS, Filters, _conversion_hint, run, where_sql
+
+BATCH_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class QueryVector:
+    """The query: its vector and, when it came from the dataset, the fragment it came from."""
+
+    vector: np.ndarray  # (dim,) float32
+    unique_id: str | None = None
+    grid_cell: str | None = None
+    timestamp: str | None = None
+    centre_lat: float | None = None
+    centre_lon: float | None = None
+
+
+def _as_query(row: dict) -> QueryVector:
+    return QueryVector(
+        vector=np.asarray(row["embedding"], dtype=np.float32),
+        unique_id=row["unique_id"], grid_cell=row["grid_cell"], timestamp=row["timestamp"],
+        centre_lat=row["centre_lat"], centre_lon=row["centre_lon"],
+    )
+
+
+def point_query_sql(has_bbox_column: bool) -> str:
+    """Fragment whose geometry holds the point: latest acquisition first, ties broken by the
+    nearest centre. Parameters: see ``query_from_point``."""
+    prefilter = ("bbox.xmin <= ? AND bbox.xmax >= ? AND bbox.ymin <= ? AND bbox.ymax >= ?\n"
+                 "  AND " if has_bbox_column else "")
+    return (
+        "SELECT unique_id, embedding, grid_cell, timestamp, centre_lat, centre_lon\n"
+        "FROM embeddings\n"
+        f"WHERE {prefilter}ST_Intersects(geometry, ST_Point(?, ?))\n"
+        "ORDER BY acquired_at DESC NULLS LAST,\n"
+        "  (centre_lat - ?) * (centre_lat - ?) + (centre_lon - ?) * (centre_lon - ?),\n"
+        "  unique_id\n"
+        "LIMIT 1"
+    )
+
+
+def query_from_point(session: Session, lat: float, lon: float) -> QueryVector:
+    has_bbox = session.shape.has_bbox
+    params: list = [lon, lon, lat, lat] if has_bbox else []
+    params += [lon, lat, lat, lat, lon, lon]
+    table = run(session, point_query_sql(has_bbox), params)
+    if table.num_rows == 0:
+        raise DataError(_nearest_hint(session, lat, lon))
+    return _as_query(table.to_pylist()[0])
+
+
+NEAREST_SQL = (
+    "SELECT grid_cell, centre_lat, centre_lon,\n"
+    "  ST_Distance_Sphere(ST_Point(centre_lat, centre_lon), ST_Point(?, ?)) / 1000 AS km\n"
+    "FROM embeddings ORDER BY km LIMIT 1"
+)
+
+
+def _nearest_hint(session: Session, lat: float, lon: float) -> str:
+    msg = f"no fragment covers lat {lat}, lon {lon} in {session.dataset.name}"
+    row = run(session, NEAREST_SQL, [lat, lon]).to_pylist()
+    if row:
+        r = row[0]
+        msg += (f"; the nearest fragment centre is {r['km']:.1f} km away (cell "
+                f"{r['grid_cell']}, lat {r['centre_lat']:.4f}, lon {r['centre_lon']:.4f})")
+    return msg
+
+
+ID_SQL = ("SELECT unique_id, embedding, grid_cell, timestamp, centre_lat, centre_lon\n"
+          "FROM embeddings WHERE unique_id = ? LIMIT 1")
+ID_PREFIX_SQL = ("SELECT unique_id, embedding, grid_cell, timestamp, centre_lat, centre_lon\n"
+                 "FROM embeddings WHERE starts_with(unique_id, ?) LIMIT 2")
+MIN_PREFIX = 8
+
+
+def query_from_id(session: Session, unique_id: str) -> QueryVector:
+    """The fragment with this unique_id, or with this unique prefix (>= 8 characters, as the
+    shortened ids of table output)."""
+    uid = unique_id.strip().rstrip("…")
+    table = run(session, ID_SQL, [uid])
+    if table.num_rows == 0 and len(uid) >= MIN_PREFIX:
+        table = run(session, ID_PREFIX_SQL, [uid])
+        if table.num_rows > 1:
+            raise UsageError(f"unique_id prefix {uid!r} is ambiguous; give more characters")
+    if table.num_rows == 0:
+        raise DataError(f"unknown unique_id {unique_id!r} in {session.dataset.name}")
+    return _as_query(table.to_pylist()[0])
+
+
+def query_from_file(path: str | Path, dim: int) -> QueryVector:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"no such vector file: {p}")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"not a .npy vector file: {p} ({exc})") from exc
+    arr = np.asarray(arr)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"{p} must hold one numeric vector of shape ({dim},); got {arr.shape}")
+    if arr.shape[0] != dim:
+        raise DataError(f"query vector has {arr.shape[0]} values but the dataset's "
+                        f"embeddings have {dim}")
+    vec = arr.astype(np.float32)
+    if not np.isfinite(vec).all():
+        raise DataError(f"query vector in {p} holds NaN or infinite values")
+    return QueryVector(vector=vec)
+
+
+def scan_sql(filters: Filters, has_bbox_column: bool, exclude_id: bool) -> tuple[str, list]:
+    """The candidate scan: result columns and the vector for every fragment passing filters."""
+    where, params = where_sql(filters, has_bbox_column)
+    if exclude_id:
+        where = (where + "\n  AND " if where else "WHERE ") + "unique_id <> ?"
+    cols = ", ".join(RESULT_COLUMNS)
+    return f"SELECT {cols}, embedding\nFROM embeddings\n{where}".rstrip(), params
+
+
+class TopK:
+    """Running top-k of (score, row) over batches; ties broken by unique_id."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.scores = np.empty(0, dtype=np.float32)
+        self.rows: list[pa.Table] = []
+
+    def add(self, scores: np.ndarray, rows: pa.Table) -> None:
+        keep = np.isfinite(scores)
+        if len(scores) > self.k:
+            idx = np.argpartition(-np.where(keep, scores, -np.inf), self.k - 1)[: self.k]
+            idx = idx[keep[idx]]
+        else:
+            idx = np.nonzero(keep)[0]
+        if idx.size == 0:
+            return
+        self.scores = np.concatenate([self.scores, scores[idx]])
+        self.rows.append(rows.take(pa.array(idx)))
+        if len(self.scores) > 4 * self.k:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        table = pa.concat_tables(self.rows)
+        order = self._order(table)[: self.k]
+        self.scores = self.scores[order]
+        self.rows = [table.take(pa.array(order))]
+
+    def _order(self, table: pa.Table) -> np.ndarray:
+        ids = np.asarray(table.column("unique_id").to_pylist(), dtype=object)
+        return np.lexsort((ids, -self.scores.astype(np.float64)))
+
+    def result(self) -> tuple[np.ndarray, pa.Table | None]:
+        if not self.rows:
+            return self.scores, None
+        self._shrink()
+        return self.scores, self.rows[0]
+
+
+def exact_knn(session: Session, query: QueryVector, k: int = 10,
+              filters: Filters | None = None, include_self: bool = False) -> pa.Table:
+    """k nearest fragments by cosine similarity; columns rank, RESULT_COLUMNS..., distance."""
+    if k <= 0:
+        raise UsageError(f"k must be a positive number of neighbours, e.g. 10 (got {k})")
+    filters = filters or Filters()
+    q = np.asarray(query.vector, dtype=np.float32)
+    if q.shape != (session.dim,):
+        raise DataError(f"query vector has {q.shape[-1]} values, the dataset {session.dim}")
+    qn = float(np.linalg.norm(q))
+    if qn == 0 or not np.isfinite(qn):
+        raise DataError("the query vector is zero or not finite; cosine distance is undefined")
+    q = q / qn
+    exclude = query.unique_id is not None and not include_self
+    sql, params = scan_sql(filters, session.shape.has_bbox, exclude)
+    if exclude:
+        params = [*params, query.unique_id]
+    top = TopK(k)
+    try:
+        reader = session.con.execute(sql, params).fetch_record_batch(BATCH_ROWS)
+        for batch in reader:
+            top.add(_cosine(batch.column(batch.num_columns - 1), q, session.dim),
+                    pa.Table.from_batches([batch]).drop_columns(["embedding"]))
+    except duckdb.ConversionException as exc:
+        raise DataError(_conversion_hint(exc)) from exc
+    except duckdb.Error as exc:
+        raise DataError(describe_error(exc)) from exc
+    scores, rows = top.result()
+    return _result_table(scores, rows)
+
+
+def _cosine(column: pa.Array, q: np.ndarray, dim: int) -> np.ndarray:
+    if column.null_count:
+        valid = np.asarray(column.is_valid())
+        out = np.full(len(column), -np.inf, dtype=np.float32)
+        filled = column.filter(pa.array(valid))
+        out[valid] = _cosine(filled, q, dim)
+        return out
+    x = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
+    dots = x @ q
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = dots / norms
+    scores[~np.isfinite(scores)] = -np.inf  # zero or non-finite vectors never match
+    return scores
+
+
+def _result_table(scores: np.ndarray, rows: pa.Table | None) -> pa.Table:
+    if rows is None:
+        empty = {c: pa.array([], pa.string()) for c in RESULT_COLUMNS}
+        empty["centre_lat"] = pa.array([], pa.float64())
+        empty["centre_lon"] = pa.array([], pa.float64())
+        return pa.table({"rank": pa.array([], pa.int64()), **empty,
+                         "distance": pa.array([], pa.float64())})
+    dist = np.clip(1.0 - scores.astype(np.float64), 0.0, 2.0)
+    out = rows.select(list(RESULT_COLUMNS))
+    out = out.add_column(0, "rank", pa.array(np.arange(1, len(dist) + 1), pa.int64()))
+    return out.append_column("distance", pa.array(dist, pa.float64()))
