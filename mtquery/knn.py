@@ -192,7 +192,7 @@ def exact_knn(session: Session, query: QueryVector, k: int = 10,
         params = [*params, query.unique_id]
     top = TopK(k)
     try:
-        reader = session.con.execute(sql, params).fetch_record_batch(BATCH_ROWS)
+        reader = session.con.execute(sql, params).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
             top.add(_cosine(batch.column(batch.num_columns - 1), q, session.dim),
                     pa.Table.from_batches([batch]).drop_columns(["embedding"]))

@@ -78,7 +78,7 @@ def search_sql(filters: Filters, limit: int | None, has_bbox_column: bool = Fals
 def run(session: Session, sql: str, params: list | None = None) -> pa.Table:
     """Execute a statement and return an Arrow table; DuckDB errors become DataError."""
     try:
-        return session.con.execute(sql, params or []).fetch_arrow_table()
+        return session.con.execute(sql, params or []).to_arrow_table()
     except duckdb.InvalidInputException as exc:
         raise DataError(describe_error(exc)) from exc
     except duckdb.ConversionException as exc:
