@@ -1,9 +1,59 @@
-"""CLI commands of this area (placeholder until its issue lands)."""
+"""``mtquery generate`` and ``mtquery models``. Heavy imports stay inside the commands."""
 
 from __future__ import annotations
+
+import sys
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+
+    @app.command("generate")
+    def generate_cmd(
+        model: str = typer.Option(..., "--model", "-m", help="registry model (mtquery models)"),
+        inputs: list[str] = typer.Option(
+            ..., "--input", "-i",
+            help="Core parquet file/dir/URL, scene dir, band files or STAC item JSON "
+                 "(repeatable)"),
+        output: str = typer.Option(..., "--output", "-o", help="output directory"),
+        weights: str = typer.Option(
+            None, "--weights",
+            help="weights file/dir, or 'random' (default: $MTQUERY_WEIGHTS, caches, hub)"),
+        batch_size: int = typer.Option(64, "--batch-size", help="fragments per model batch"),
+        device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:N, mps (default auto)"),
+        limit: int = typer.Option(None, "--limit", help="at most N samples"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        preprocessing: str = typer.Option(
+            "reference", "--preprocessing",
+            help="reference (released-data compatible) or corrected (dinov2 only)"),
+        precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or bf16 (GPU)"),
+        product_id: str = typer.Option(None, "--product-id", help="product id of a scene"),
+        timestamp: str = typer.Option(None, "--timestamp", help="acquisition time of a scene"),
+        shard_size: int = typer.Option(64, "--shard-size", help="samples per output shard"),
+    ) -> None:
+        """Embed Major TOM Core samples or Sentinel scenes into standard GeoParquet shards."""
+        from mtquery.generate.pipeline import check_failures, generate, summary_line
+
+        s = generate(model, inputs, output, weights=weights, batch_size=batch_size,
+                     device=device, limit=limit, quiet=quiet, preprocessing=preprocessing,
+                     precision=precision, product_id=product_id, timestamp=timestamp,
+                     shard_size=shard_size)
+        for f in s.failed:
+            sys.stderr.write(f"skipped {f['grid_cell']} / {f['product_id']} ({f['source']}): "
+                             f"{f['error']}\n")
+        sys.stdout.write(summary_line(s) + f"; output {output}\n")
+        check_failures(s)
+
+    @app.command("models")
+    def models_cmd(
+        tiny: bool = typer.Option(False, "--tiny", help="also list the tiny test models"),
+    ) -> None:
+        """List the embedding models of the registry."""
+        from mtquery.generate.models import list_models
+
+        for m in list_models(include_tiny=tiny):
+            sys.stdout.write(f"{m.name:20s} dim {m.dim:5d}  {m.fragment_size} px  "
+                             f"bands {','.join(m.bands)}  weights {m.weights_name}"
+                             f"{' @ ' + m.weights_revision if m.weights_revision else ''}\n")
