@@ -65,7 +65,8 @@ def _first_nonnegative(num: np.ndarray, step: np.ndarray, half: float) -> np.nda
 
 
 def _lon_at(m: np.ndarray, i0: np.ndarray, step: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Longitude at sorted position ``k`` of ``sort(mod(linspace(-180, 180, m+1)[:-1], 360) - 180)``.
+    """Longitude at sorted position ``k`` of a row's points,
+    ``sort(mod(linspace(-180, 180, m + 1)[:-1], 360) - 180)``.
 
     ``linspace`` computes ``i * step + start``; values with ``i >= i0`` are negative after the
     shift and come first once sorted. Reproduces numpy's arithmetic exactly.

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 
-
 _NUMPY_DEFAULTS = dict(precision=8, threshold=1000, edgeitems=3, linewidth=75,
                        suppress=False, nanstr="nan", infstr="inf", sign="-",
                        floatmode="maxprec", legacy=False)

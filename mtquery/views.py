@@ -64,7 +64,9 @@ def _source_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
-def _embedding_expr(con: duckdb.DuckDBPyConnection, dtype: str, dataset: Dataset) -> tuple[str, int]:
+def _embedding_expr(
+    con: duckdb.DuckDBPyConnection, dtype: str, dataset: Dataset
+) -> tuple[str, int]:
     m = _TYPE_RE.match(dtype.replace(" ", ""))
     if not m:
         raise DataError(f"embedding column has type {dtype}; expected a list of floats")

@@ -11,6 +11,16 @@ import typer
 
 from mtquery.errors import MTQueryError
 
+try:  # typer >= 0.2x vendors its own click; accept both families of exceptions
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _typer_click = click.exceptions
+
+_CLICK_ERRORS = (click.ClickException, _typer_click.ClickException)
+_USAGE_ERRORS = (click.UsageError, _typer_click.UsageError)
+_ABORTS = (click.exceptions.Abort, typer.Abort)
+_EXITS = (click.exceptions.Exit, typer.Exit)
+
 app = typer.Typer(
     name="mtquery",
     help="Generate, query (DuckDB + spatial) and evaluate Major TOM embeddings.",
@@ -43,11 +53,15 @@ def main(argv: list[str] | None = None) -> None:
         rv = app(args=argv, standalone_mode=False, prog_name="mtquery")
     except MTQueryError as exc:
         _fail(str(exc), exc.exit_code)
-    except click.exceptions.Abort:
+    except _ABORTS:
         _fail("aborted", 130)
-    except click.ClickException as exc:
+    except _EXITS as exc:
+        raise SystemExit(getattr(exc, "exit_code", 0)) from None
+    except _CLICK_ERRORS as exc:
+        if not exc.format_message():  # e.g. no arguments: the help was printed
+            raise SystemExit(exc.exit_code) from None
         ctx_hint = ""
-        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        if isinstance(exc, _USAGE_ERRORS) and getattr(exc, "ctx", None) is not None:
             ctx_hint = f" (see '{exc.ctx.command_path} --help')"
         _fail(f"{exc.format_message()}{ctx_hint}", exc.exit_code)
     except KeyboardInterrupt:

@@ -1,0 +1,3 @@
+from mtquery.cli import main
+
+main()
