@@ -10,8 +10,10 @@ Joins (``join=``):
   column, or ``lon``/``lat`` columns): each fragment gets the labels of the points it contains
   and the polygons it intersects (DuckDB spatial).
 
-Multi-label: a list-valued label column, or several label rows per fragment, makes a multi-label
-task (``multi_label="auto"``). ``multi_label="no"`` keeps one label per fragment: the one whose
+Multi-label: a list-valued label column, or several label rows per fragment; with
+``multi_label="auto"`` the task is multi-label when some fragment ends up with more than one
+distinct label (a list column holding one label per row stays single-label).
+``multi_label="no"`` keeps one label per fragment: the one whose
 polygon covers most of the fragment (spatial), else the most frequent, ties to the smallest name.
 
 Rows come back ordered by (source file, row in file), so the order never depends on the label
@@ -336,7 +338,10 @@ def dataset_models(session: Session) -> list[str]:
     def take(obj) -> None:
         if isinstance(obj, dict):
             for k, v in obj.items():
-                if k in ("model", "model_name", "models") and isinstance(v, (str, list)):
+                if k in ("model", "models") and isinstance(v, dict) and isinstance(
+                        v.get("name"), str):
+                    names.append(v["name"])
+                elif k in ("model", "model_name", "models") and isinstance(v, (str, list)):
                     for m in [v] if isinstance(v, str) else v:
                         if isinstance(m, str):
                             names.append(m)
@@ -405,8 +410,8 @@ def load_labelled(session: Session, labels_path: str | Path, *, label_col: str |
         t, conflict = _resolve_labels(labs, ws, multi_label)
         labels.append(t)
         conflicts += conflict
-    is_multi = multi_label == "yes" or (multi_label == "auto" and (
-        info["list_valued"] or any(len(t) > 1 for t in labels)))
+    is_multi = multi_label == "yes" or (multi_label == "auto" and any(len(t) > 1
+                                                                      for t in labels))
     if not is_multi and any(len(t) > 1 for t in labels):
         raise DataError("internal: several labels for a fragment in single-label mode")
     files = np.array(d["source_file"], dtype=object)
