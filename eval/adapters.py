@@ -116,7 +116,6 @@ def _table(infos: list[dict], X: np.ndarray, model: str) -> pa.Table:
     import shapely
     from pyproj import CRS, Transformer
     from shapely.geometry import box
-    from shapely.ops import transform
 
     from mtquery.grid import latlon_to_cell, latlon_to_rowcol
     from mtquery.ids import unique_ids
@@ -128,7 +127,8 @@ def _table(infos: list[dict], X: np.ndarray, model: str) -> pa.Table:
         epsg = crs.to_epsg()
         utm = box(*info["bounds"])
         tr = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-        geoms.append(transform(tr.transform, utm))
+        geoms.append(shapely.transform(
+            utm, lambda xy, tr=tr: np.column_stack(tr.transform(xy[:, 0], xy[:, 1]))))
         utm_wkt.append(shapely.to_wkt(utm, rounding_precision=-1))
         utm_crs.append(f"EPSG:{epsg}" if epsg else crs.to_string())
     cent = shapely.centroid(np.array(geoms, dtype=object))

@@ -1,0 +1,308 @@
+"""End-to-end evaluation: the three joins, reproducibility, adapters, report, bad inputs.
+
+Runs on the bundled demo dataset (1,000 fragments) and small files made in tmp dirs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mtquery.cli import main
+from mtquery.datasets import demo_path
+from mtquery.errors import DataError, UsageError
+from mtquery.eval import runner
+from mtquery.eval.data import load_labelled
+
+BEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigearthnet_v1_examples" / (
+    "BigEarthNet-S2-Example")
+if not BEN.is_dir():
+    BEN = Path("/work/shared/data/bigearthnet_v1_examples/BigEarthNet-S2-Example")
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def demo_rows() -> pa.Table:
+    return pq.read_table(demo_path(), columns=["unique_id", "grid_cell", "timestamp",
+                                               "centre_lat", "centre_lon", "geometry"])
+
+
+def _lat_label(lat: float) -> str:
+    return "north" if lat > 20 else ("south" if lat < -20 else "tropic")
+
+
+@pytest.fixture(scope="module")
+def labels_dir(tmp_path_factory, demo_rows) -> Path:
+    d = tmp_path_factory.mktemp("labels")
+    rows = demo_rows.to_pydict()
+    # by unique_id (every 2nd fragment), parquet
+    ids = rows["unique_id"][::2]
+    lab = [_lat_label(v) for v in rows["centre_lat"][::2]]
+    pq.write_table(pa.table({"unique_id": ids, "label": lab}), d / "ids.parquet")
+    # by grid cell, CSV, with a date column = the acquisition day
+    seen = {}
+    for c, t, la in zip(rows["grid_cell"], rows["timestamp"], rows["centre_lat"], strict=True):
+        seen.setdefault(c, (t, _lat_label(la)))
+    with open(d / "cells.csv", "w") as fh:
+        fh.write("grid_cell,date,landcover\n")
+        for c, (t, lab_) in sorted(seen.items()):
+            fh.write(f"{c},{t[:4]}-{t[4:6]}-{t[6:8]},{lab_}\n")
+    # single class
+    pq.write_table(pa.table({"unique_id": ids, "label": ["x"] * len(ids)}), d / "one.parquet")
+    # matching nothing
+    pq.write_table(pa.table({"unique_id": ["nope1", "nope2"], "label": ["a", "b"]}),
+                   d / "none.parquet")
+    # too few
+    pq.write_table(pa.table({"unique_id": ids[:6], "label": ["a", "b"] * 3}), d / "few.parquet")
+    return d
+
+
+def test_join_unique_id(labels_dir):
+    ds = _load(labels_dir / "ids.parquet", "unique_id")
+    assert len(ds) == 500 and ds.classes == ["north", "south", "tropic"]
+    assert not ds.multi_label and ds.X.shape == (500, 128) and ds.X.dtype == np.float32
+    # the vectors are those of the same rows
+    t = pq.read_table(demo_path(), columns=["unique_id", "embedding"]).to_pydict()
+    ref = dict(zip(t["unique_id"], t["embedding"], strict=True))
+    assert np.allclose(ds.X[7], np.asarray(ref[ds.unique_id[7]], dtype=np.float32))
+
+
+def _load(path, join, **kw):
+    import mtquery
+
+    s = mtquery.open_session("demo")
+    try:
+        return load_labelled(s, path, join=join, **kw)
+    finally:
+        s.close()
+
+
+def test_join_grid_cell_with_date_window(labels_dir):
+    ds = _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover")
+    assert len(ds) == 1000
+    ds = _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover", window_days=1)
+    assert len(ds) == 1000
+    with pytest.raises(DataError, match="match no fragment"):
+        _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover",
+              date_from="2031-01-01")
+    ds = _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover",
+               date_from="2023-01-01")
+    assert 0 < len(ds) < 1000
+
+
+def test_join_spatial_points_and_polygons(tmp_path, demo_rows):
+    import shapely
+
+    rows = demo_rows.to_pydict()
+    geoms = shapely.from_wkb(rows["geometry"])
+    # points at the centres of 40 fragments (one per cell, the first): each lies in its own
+    # fragment only (neighbours overlap by 10 %, not up to the centre)
+    first = {}
+    for i, c in enumerate(rows["grid_cell"]):
+        first.setdefault(c, i)
+    pick = sorted(first.values())
+    pts = shapely.centroid(geoms[pick])
+    with open(tmp_path / "pts.csv", "w") as fh:
+        fh.write("lon,lat,label\n")
+        for k, p in enumerate(pts):
+            fh.write(f"{p.x},{p.y},{'even' if k % 2 == 0 else 'odd'}\n")
+    ds = _load(tmp_path / "pts.csv", "spatial")
+    assert len(ds) == len(pick)
+    assert set(ds.unique_id) == {rows["unique_id"][i] for i in pick}
+    # polygons: the union of a cell's fragments, as GeoParquet (WKB) -> 25 fragments each,
+    # plus fragments of other cells only if they touch
+    cells = sorted(first)[:3]
+    polys = [shapely.union_all(geoms[[i for i, c in enumerate(rows["grid_cell"]) if c == cell]])
+             for cell in cells]
+    pq.write_table(pa.table({"geometry": shapely.to_wkb(polys).tolist(),
+                             "label": ["p0", "p1", "p2"]}), tmp_path / "polys.parquet")
+    ds = _load(tmp_path / "polys.parquet", "spatial")
+    assert len(ds) == 75 and ds.classes == ["p0", "p1", "p2"]
+
+
+def test_multi_label_list_column(tmp_path, demo_rows):
+    rows = demo_rows.to_pydict()
+    labs = [["a", "b"] if i % 3 == 0 else ["a"] if i % 3 == 1 else ["b"]
+            for i in range(len(rows["unique_id"]))]
+    pq.write_table(pa.table({"unique_id": rows["unique_id"], "labels": labs}),
+                   tmp_path / "ml.parquet")
+    doc = runner.linear_probe("demo", tmp_path / "ml.parquet", seeds="0", argv=["t"])
+    assert doc["task"]["multi_label"] is True
+    s = doc["metrics"]["splits"]["random"]["summary"]
+    assert set(s["linear"]) >= {"map", "micro_f1", "macro_f1"}
+    assert set(s) == {"linear", "knn/k1", "knn/k5", "knn/k20"}
+
+
+def test_probe_cli_reproducible_and_self_describing(labels_dir, tmp_path, capsys):
+    outs = []
+    for name in ("a.json", "b.json"):
+        code, out, err = run(["eval", "linear-probe", "--labels", str(labels_dir / "ids.parquet"),
+                              "--split", "both", "--seeds", "0,1", "--out", str(tmp_path / name)],
+                             capsys)
+        assert code == 0, err
+        assert "wrote" in out
+        outs.append(json.loads((tmp_path / name).read_text()))
+    a, b = outs
+    assert a["metrics"] == b["metrics"]
+    assert a["dataset"] == b["dataset"] and a["labels"] == b["labels"]
+    for key in ("command", "dataset", "labels", "config", "versions", "timings_s", "models"):
+        assert key in a
+    assert a["dataset"]["files"][0]["rows"] == 1000 and a["dataset"]["rows_used"] == 500
+    assert len(a["labels"]["sha256"]) == 64
+    runs = a["metrics"]["splits"]["spatial"]["runs"]
+    assert all(len(r["split_sha256"]) == 64 for r in runs)
+    assert a["config"]["seeds"] == [0, 1]
+    assert "gap_random_minus_spatial" in a["metrics"]
+    assert a["metrics"]["spatial"]["h3_res"] >= 0
+    assert a["timings_s"]["load_s"] >= 0
+
+
+def test_retrieval_cli_and_report(labels_dir, tmp_path, capsys):
+    out = tmp_path / "ret.json"
+    code, _, err = run(["eval", "retrieval", "--labels", str(labels_dir / "cells.csv"),
+                        "--join", "grid_cell", "--label-col", "landcover", "--k", "1,10",
+                        "--queries", "50", "--ann", "hnsw", "--out", str(out)], capsys)
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    m = doc["metrics"]["metrics"]
+    assert m["queries_used"] == 50
+    for k in (1, 10):
+        for name in ("precision", "recall", "map", "ndcg"):
+            assert 0.0 <= m[f"{name}@{k}"] <= 1.0
+    assert 0.0 <= doc["metrics"]["ann"]["recall@10_vs_exact"] <= 1.0
+    assert "ann_latency_ms_p50" in doc["latency"]
+    code, _, err = run(["eval", "linear-probe", "--labels", str(labels_dir / "ids.parquet"),
+                        "--seeds", "0", "--out", str(tmp_path / "probe.json")], capsys)
+    assert code == 0, err
+    rep = tmp_path / "rep"
+    code, text, err = run(["eval", "report", str(tmp_path / "*.json"), "--out-dir", str(rep)],
+                          capsys)
+    assert code == 0, err
+    assert "| probe.json |" in text and "| ret.json |" in text
+    assert (rep / "report.html").read_text().count("<table>") == 2
+    for png in ("probe_per_class.png", "probe_pca_rgb.png", "ret_pca_rgb.png"):
+        assert (rep / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_balanced_sampling_options(labels_dir):
+    doc = runner.linear_probe("demo", labels_dir / "cells.csv", join="grid_cell",
+                              label_col="landcover", seeds="0", one_per_cell=True,
+                              max_per_class=10, knn=False, pca_map=False, argv=["t"])
+    samp = doc["task"]["sampling"]
+    assert samp["after_one_per_cell_date"] == 40
+    assert max(doc["task"]["class_counts"].values()) <= 10
+
+
+def _bad_dataset(tmp_path: Path, kind: str) -> Path:
+    t = pq.read_table(demo_path())
+    vecs = t.column("embedding").to_pylist()
+    if kind == "nan":
+        vecs[5] = [float("nan")] * len(vecs[5])
+    else:
+        vecs[5] = vecs[5][:-1]
+    i = t.schema.get_field_index("embedding")
+    t = t.set_column(i, "embedding", pa.array(vecs, pa.list_(pa.float32())))
+    p = tmp_path / f"{kind}.parquet"
+    pq.write_table(t, p)
+    return p
+
+
+@pytest.mark.parametrize("case", ["nothing", "single", "few", "column", "nan", "dims",
+                                  "join_col", "seeds"])
+def test_bad_inputs_one_line_error_no_file(case, labels_dir, tmp_path, capsys):
+    out = tmp_path / "res.json"
+    emb = "demo"
+    labels = labels_dir / "ids.parquet"
+    extra: list[str] = []
+    expect = {"nothing": "match no fragment", "single": "single class", "few": "at least",
+              "column": "label column 'nope'", "nan": "NaN", "dims": "mixed embedding dim",
+              "join_col": "needs a 'grid_cell' column", "seeds": "--seeds"}[case]
+    if case == "nothing":
+        labels = labels_dir / "none.parquet"
+    elif case == "single":
+        labels = labels_dir / "one.parquet"
+    elif case == "few":
+        labels = labels_dir / "few.parquet"
+    elif case == "column":
+        extra = ["--label-col", "nope"]
+    elif case in ("nan", "dims"):
+        emb = str(_bad_dataset(tmp_path, case))
+        labels = labels_dir / "cells.csv"
+        extra = ["--join", "grid_cell", "--label-col", "landcover"]
+    elif case == "join_col":
+        extra = ["--join", "grid_cell"]
+    elif case == "seeds":
+        extra = ["--seeds", "1,1"]
+    code, _, err = run(["eval", "linear-probe", "--embeddings", emb, "--labels", str(labels),
+                        "--out", str(out), *extra], capsys)
+    assert code in (1, 2)
+    assert err.count("\n") == 1 and err.startswith("mtquery: error:"), err
+    assert expect in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".res.json*"))
+
+
+def test_library_errors_are_typed(labels_dir):
+    with pytest.raises(UsageError):
+        runner.linear_probe("demo", labels_dir / "ids.parquet", split="diagonal")
+    with pytest.raises(DataError):
+        runner.retrieval("demo", labels_dir / "one.parquet")
+
+
+@pytest.mark.skipif(not BEN.is_dir(), reason="shared BigEarthNet examples not present")
+def test_bigearthnet_adapter_real_examples(tmp_path, capsys):
+    emb, lab = tmp_path / "ben.parquet", tmp_path / "ben_labels.parquet"
+    code, out, err = run(["eval", "embed-benchmark", "bigearthnet", str(BEN), "--model",
+                          "spectral", "--out", str(emb), "--labels-out", str(lab)], capsys)
+    assert code == 0, err
+    assert out.startswith("6 bigearthnet patches")
+    t = pq.read_table(lab).to_pydict()
+    assert len(t["unique_id"]) == 6
+    assert "Pastures" in {c for ls in t["labels"] for c in ls}
+    import mtquery
+
+    s = mtquery.open_session(str(emb))
+    try:
+        ds = load_labelled(s, lab, join="unique_id")
+    finally:
+        s.close()
+    assert ds.multi_label and len(ds) == 6 and ds.X.shape[1] == 60
+    # real footprints: the Portuguese/Irish/Austrian/Finnish patches sit in Europe
+    assert (ds.lat > 35).all() and (ds.lat < 70).all()
+    code, _, err = run(["eval", "retrieval", "-e", str(emb), "-l", str(lab), "--k", "1,3",
+                        "--min-class-count", "1", "--out", str(tmp_path / "r.json")], capsys)
+    assert code == 0, err
+
+
+def test_eurosat_adapter_fixture(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "eurosat_make", Path(__file__).parent / "data" / "eurosat" / "make_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    root = mod.make(tmp_path / "eurosat", per_class=6, size=8, seed=0)
+    emb, lab = tmp_path / "es.parquet", tmp_path / "es_labels.parquet"
+    code, _, err = run(["eval", "embed-benchmark", "eurosat", str(root), "--out", str(emb),
+                        "--labels-out", str(lab)], capsys)
+    assert code == 0, err
+    doc = runner.linear_probe(str(emb), lab, seeds="0,1", split="both", argv=["t"])
+    assert doc["task"]["multi_label"] is False
+    assert doc["task"]["classes"] == ["AnnualCrop", "Forest", "SeaLake"]
+    assert doc["models"] == ["spectral"]
+    # the class spectra are far apart: the spectral baseline separates them
+    assert doc["metrics"]["splits"]["random"]["summary"]["linear"]["oa"]["mean"] >= 0.9
