@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -396,6 +397,7 @@ def load_labelled(session: Session, labels_path: str | Path, *, label_col: str |
         r[0] for r in con.execute(f"DESCRIBE {LABEL_TABLE}").fetchall()]
     sql, params = _join_sql(join, has_date, window_days, date_from, date_to,
                             area=(join == "spatial" and multi_label == "no"))
+    t0 = time.perf_counter()
     try:
         tbl = con.execute(sql, params).to_arrow_table()
     except duckdb.Error as exc:
@@ -417,16 +419,20 @@ def load_labelled(session: Session, labels_path: str | Path, *, label_col: str |
     files = np.array(d["source_file"], dtype=object)
     rows = np.array(d["source_row"], dtype=np.int64)
     ids = np.array(d["unique_id"], dtype=object)
+    t_join = time.perf_counter() - t0
+    t0 = time.perf_counter()
     local = {str(f) for f in session.dataset.local_files}
     if local and all(f in local for f in set(files.tolist())):
         X = read_vectors(files, rows, session)
     else:
         X = _vectors_duckdb(con, ids.tolist())
     check_vectors(X, ids)
+    t_read = time.perf_counter() - t0
     classes = sorted({c for t in labels for c in t})
     n_label_keys = con.execute(f"SELECT count(*) FROM {LABEL_TABLE}").fetchone()[0]
     info.update({"matched_fragments": len(labels), "label_rows_loaded": int(n_label_keys),
                  "ambiguous_resolved": int(conflicts), "multi_label": bool(is_multi)})
+    info["_timings"] = {"join_labels_s": t_join, "read_vectors_s": t_read}
     if window_days is not None:
         info["window_days"] = int(window_days)
     if date_from or date_to:

@@ -54,6 +54,7 @@ def load(embeddings, labels, *, label_col, join, multi_label, window_days, date_
     timings: dict = {}
     t0 = time.perf_counter()
     session = open_session(embeddings)
+    timings["open_dataset_s"] = time.perf_counter() - t0
     try:
         ds = load_labelled(session, labels, label_col=label_col, join=join,
                            multi_label=multi_label, window_days=window_days,
@@ -63,6 +64,7 @@ def load(embeddings, labels, *, label_col, join, multi_label, window_days, date_
     finally:
         session.close()
     timings["load_s"] = time.perf_counter() - t0
+    timings.update(ds.info.pop("_timings", {}))
     sampling: dict = {"matched": len(ds)}
     if one_per_cell:
         keep = one_per_cell_date(ds.grid_cell, ds.timestamp, ds.unique_id, sample_seed)
