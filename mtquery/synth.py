@@ -48,7 +48,7 @@ class SynthSpec:
     types: int = 48          # land-cover types
     subtypes: int = 24       # sub-types per type
     latent: int = 96         # rank of the structured part
-    frag_noise: float = 0.55  # per-fragment latent noise (relative to type scale 1)
+    frag_noise: float = 1.5   # per-fragment latent noise (type centres have scale 1)
     iso_noise: float = 0.08   # isotropic noise per dimension (x sqrt(dim) in norm)
 
 
