@@ -56,11 +56,11 @@ def output_schema(dim: int, float16: bool = False) -> pa.Schema:
 def select_sql(sort: bool = True) -> str:
     cols = ",\n  ".join(COPY)
     sql = (
-        "SELECT\n  {cols},\n  embedding,\n  ST_AsWKB(geometry) AS geometry,\n"
+        f"SELECT\n  {cols},\n  embedding,\n  ST_AsWKB(geometry) AS geometry,\n"
         "  struct_pack(xmin := ST_XMin(geometry), ymin := ST_YMin(geometry),\n"
         "              xmax := ST_XMax(geometry), ymax := ST_YMax(geometry)) AS bbox\n"
         "FROM embeddings"
-    ).format(cols=cols)
+    )
     if sort:
         sql += (f"\nORDER BY ST_Hilbert(centre_lon, centre_lat, {HILBERT_BOUNDS}),\n"
                 "  acquired_at NULLS LAST, unique_id")

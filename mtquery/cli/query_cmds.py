@@ -180,11 +180,17 @@ def knn(
     cell: CellOpt = None,
     include_self: Annotated[bool, typer.Option(help="Keep the query fragment in the "
                                                "results.")] = False,
+    exact: Annotated[bool, typer.Option("--exact", help="Scan every vector even when an "
+                                        "index exists.")] = False,
+    index: Annotated[Path | None, typer.Option("--index", help="Use this index directory "
+                                               "(default: the dataset's, when built).",
+                                               file_okay=False)] = None,
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
     show: ShowSqlOpt = False,
 ) -> None:
-    """Exact cosine nearest neighbours of a point's fragment, a unique_id or a vector."""
+    """Cosine nearest neighbours of a point's fragment, a unique_id or a vector: through the
+    dataset's index when one was built ('mtquery index build'), else (or --exact) a scan."""
     from mtquery import knn as knn_mod
     from mtquery.query import Filters
 
@@ -213,7 +219,15 @@ def knn(
     exclude = query.unique_id is not None and not include_self
     statement, params = knn_mod.scan_sql(filters, session.shape.has_bbox, exclude)
     show_sql(show, statement, [*params, query.unique_id] if exclude else params)
-    result = knn_mod.exact_knn(session, query, k, filters, include_self)
+    if exact and index is not None:
+        raise UsageError("--exact and --index exclude each other")
+    from mtquery.ann_search import indexed_knn, open_for
+
+    ann = None if exact else open_for(session, index)
+    if ann is not None:
+        result = indexed_knn(session, query, k, filters, include_self, ann)
+    else:
+        result = knn_mod.exact_knn(session, query, k, filters, include_self)
     title = None
     if query.unique_id:
         title = (f"{k} nearest to {query.unique_id[:12]}... (cell {query.grid_cell}, "
