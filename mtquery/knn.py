@@ -15,6 +15,7 @@ from mtquery.duck import describe_error
 from mtquery.engine import Session
 from mtquery.errors import DataError, UsageError
 from mtquery.query import RESULT_COLUMNS, Filters, _conversion_hint, run, where_sql
+from mtquery.vectorcache import VectorCache, open_cache
 
 BATCH_ROWS = 65_536
 
@@ -174,19 +175,21 @@ class TopK:
 
 
 def exact_knn(session: Session, query: QueryVector, k: int = 10,
-              filters: Filters | None = None, include_self: bool = False) -> pa.Table:
-    """k nearest fragments by cosine similarity; columns rank, RESULT_COLUMNS..., distance."""
+              filters: Filters | None = None, include_self: bool = False,
+              use_cache: bool = True) -> pa.Table:
+    """k nearest fragments by cosine similarity; columns rank, RESULT_COLUMNS..., distance.
+
+    Local datasets are scanned through the memory-mapped vector cache (built on first use,
+    see ``mtquery.vectorcache``); remote ones, or with ``use_cache=False``, stream from the
+    Parquet files batch by batch."""
     if k <= 0:
         raise UsageError(f"k must be a positive number of neighbours, e.g. 10 (got {k})")
     filters = filters or Filters()
-    q = np.asarray(query.vector, dtype=np.float32)
-    if q.shape != (session.dim,):
-        raise DataError(f"query vector has {q.shape[-1]} values, the dataset {session.dim}")
-    qn = float(np.linalg.norm(q))
-    if qn == 0 or not np.isfinite(qn):
-        raise DataError("the query vector is zero or not finite; cosine distance is undefined")
-    q = q / qn
+    q = _unit_query(query, session.dim)
     exclude = query.unique_id is not None and not include_self
+    cache = open_cache(session.dataset, session.dim) if use_cache else None
+    if cache is not None:
+        return _cached_knn(session, cache, q, k, filters, query.unique_id if exclude else None)
     sql, params = scan_sql(filters, session.shape.has_bbox, exclude)
     if exclude:
         params = [*params, query.unique_id]
@@ -202,6 +205,64 @@ def exact_knn(session: Session, query: QueryVector, k: int = 10,
         raise DataError(describe_error(exc)) from exc
     scores, rows = top.result()
     return _result_table(scores, rows)
+
+
+def _unit_query(query: QueryVector, dim: int) -> np.ndarray:
+    q = np.asarray(query.vector, dtype=np.float32)
+    if q.shape != (dim,):
+        raise DataError(f"query vector has {q.shape[-1]} values, the dataset {dim}")
+    qn = float(np.linalg.norm(q))
+    if qn == 0 or not np.isfinite(qn):
+        raise DataError("the query vector is zero or not finite; cosine distance is undefined")
+    return q / np.float32(qn)
+
+
+CANDIDATES_SQL = "SELECT source_file, source_row FROM embeddings"
+SCAN_CHUNK = 262_144
+
+
+def candidate_rows(session: Session, cache: VectorCache, filters: Filters) -> np.ndarray:
+    """Global rows (cache order) of the fragments passing the filters."""
+    where, params = where_sql(filters, session.shape.has_bbox)
+    t = run(session, f"{CANDIDATES_SQL}\n{where}", params)
+    files = t.column("source_file").to_pylist()
+    return np.sort(cache.global_rows(files, t.column("source_row").to_numpy()))
+
+
+def cosine_scores(cache: VectorCache, q: np.ndarray,
+                  rows: np.ndarray | None = None) -> np.ndarray:
+    """Cosine similarity of every (or the given) cached row with a unit query, chunked so
+    memory stays bounded; NaN rows (zero vectors) score -inf."""
+    x = cache.matrix()
+    n = cache.n if rows is None else len(rows)
+    out = np.empty(n, dtype=np.float32)
+    for lo in range(0, n, SCAN_CHUNK):
+        hi = min(n, lo + SCAN_CHUNK)
+        block = x[lo:hi] if rows is None else x[rows[lo:hi]]
+        out[lo:hi] = block @ q
+    out[~np.isfinite(out)] = -np.inf
+    return out
+
+
+def _cached_knn(session: Session, cache: VectorCache, q: np.ndarray, k: int,
+                filters: Filters, exclude_id: str | None) -> pa.Table:
+    rows = None if filters.empty else candidate_rows(session, cache, filters)
+    scores = cosine_scores(cache, q, rows)
+    want = min(len(scores), k + (1 if exclude_id else 0))
+    if want == 0:
+        return _result_table(np.empty(0, np.float32), None)
+    top = np.argpartition(-scores, want - 1)[:want] if want < len(scores) else np.arange(
+        len(scores))
+    top = top[np.isfinite(scores[top])]
+    idx = top if rows is None else rows[top]
+    meta = cache.rows(idx).select(list(RESULT_COLUMNS))
+    sc = scores[top]
+    if exclude_id is not None:
+        keep = np.asarray(meta.column("unique_id").to_pylist(), dtype=object) != exclude_id
+        meta, sc = meta.filter(pa.array(keep)), sc[keep]
+    ids = np.asarray(meta.column("unique_id").to_pylist(), dtype=object)
+    order = np.lexsort((ids, -sc.astype(np.float64)))[:k]
+    return _result_table(sc[order], meta.take(pa.array(order, pa.int64())))
 
 
 def _cosine(column: pa.Array, q: np.ndarray, dim: int) -> np.ndarray:

@@ -10,6 +10,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 import synth  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_vector_cache(tmp_path_factory):
+    """Keep the vector cache of test datasets out of the user's ~/.cache."""
+    import os
+
+    os.environ["MTQUERY_CACHE"] = str(tmp_path_factory.mktemp("mtquery-cache"))
+
+
 @pytest.fixture(scope="session")
 def big_table():
     return synth.make_table(n=50_000, dim=32, seed=7)

@@ -77,30 +77,32 @@ def _brute_knn(table, q, k, mask=None, exclude=None):
     return ids[order].tolist(), 1 - sims[order]
 
 
-def test_knn_equals_numpy_brute_force(big_dataset, big_table):
+@pytest.mark.parametrize("use_cache", [True, False], ids=["vector-cache", "streamed"])
+def test_knn_equals_numpy_brute_force(big_dataset, big_table, use_cache):
     s = mtquery.open_session(big_dataset)
     rng = np.random.default_rng(0)
     for _ in range(3):
         q = rng.normal(size=32).astype(np.float32)
-        got = exact_knn(s, QueryVector(vector=q), k=20)
+        got = exact_knn(s, QueryVector(vector=q), k=20, use_cache=use_cache)
         ids, dist = _brute_knn(big_table, q, 20)
         assert got.column("unique_id").to_pylist() == ids
         assert np.allclose(got.column("distance").to_numpy(), dist, atol=1e-5)
         assert got.column("rank").to_pylist() == list(range(1, 21))
 
 
-def test_knn_by_id_excludes_self_and_filters(big_dataset, big_table):
+@pytest.mark.parametrize("use_cache", [True, False], ids=["vector-cache", "streamed"])
+def test_knn_by_id_excludes_self_and_filters(big_dataset, big_table, use_cache):
     s = mtquery.open_session(big_dataset)
     uid = big_table.column("unique_id")[123].as_py()
     query = query_from_id(s, uid)
-    got = exact_knn(s, query, k=10)
+    got = exact_knn(s, query, k=10, use_cache=use_cache)
     ids, _ = _brute_knn(big_table, query.vector, 10, exclude=uid)
     assert got.column("unique_id").to_pylist() == ids
-    with_self = exact_knn(s, query, k=3, include_self=True)
+    with_self = exact_knn(s, query, k=3, include_self=True, use_cache=use_cache)
     assert with_self.column("unique_id")[0].as_py() == uid
     bbox = (-2.0, 44.0, 1.0, 46.5)
     f = Filters(bbox=parse_bbox("-2,44,1,46.5"), time=parse_time_range("2020-01-01", None))
-    got = exact_knn(s, query, k=10, filters=f)
+    got = exact_knn(s, query, k=10, filters=f, use_cache=use_cache)
     mask = _brute_mask(big_table, bbox, "2020-01-01", None)
     ids, _ = _brute_knn(big_table, query.vector, 10, mask=mask, exclude=uid)
     assert got.column("unique_id").to_pylist() == ids
@@ -114,11 +116,29 @@ def test_knn_id_prefix(big_dataset, big_table):
         query_from_id(s, "f" * 64)
 
 
-def test_knn_empty_filter_gives_empty_result(small_dataset):
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_knn_empty_filter_gives_empty_result(small_dataset, use_cache):
     s = mtquery.open_session(small_dataset)
     q = QueryVector(vector=np.ones(8, np.float32))
-    got = exact_knn(s, q, 5, Filters(bbox=parse_bbox("100,0,101,1")))
+    got = exact_knn(s, q, 5, Filters(bbox=parse_bbox("100,0,101,1")), use_cache=use_cache)
     assert got.num_rows == 0
+
+
+def test_vector_cache_follows_file_changes(tmp_path):
+    from mtquery.vectorcache import fingerprint
+
+    path = tmp_path / "c.parquet"
+    synth.write(synth.make_table(200, dim=8, seed=1), path)
+    s = mtquery.open_session(str(path))
+    q = QueryVector(vector=np.ones(8, np.float32))
+    first = exact_knn(s, q, 3).column("unique_id").to_pylist()
+    key = fingerprint([path])
+    synth.write(synth.make_table(200, dim=8, seed=2), path)  # rewritten in place
+    s = mtquery.open_session(str(path))
+    assert fingerprint([path]) != key
+    second = exact_knn(s, q, 3).column("unique_id").to_pylist()
+    assert second == exact_knn(s, q, 3, use_cache=False).column("unique_id").to_pylist()
+    assert first != second
 
 
 def test_point_query_latest_then_nearest(tmp_path):
