@@ -11,7 +11,7 @@
   by batch, so inputs larger than RAM work;
 - safe: the input is never overwritten and the output appears all at once (a staging
   directory renamed into place after every file is written and re-counted); a manifest
-  ``optimize.json`` records inputs, outputs, settings and timings.
+  ``_optimize.json`` records inputs, outputs, settings and timings.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pyarrow as pa
 from mtquery.datasets import Dataset, resolve
 from mtquery.errors import DataError, UsageError
 
-MANIFEST = "optimize.json"
+MANIFEST = "_optimize.json"  # leading "_": ignored by pyarrow datasets
 DEFAULT_ROW_GROUP = 10_000
 HILBERT_BOUNDS = "{'min_x': -180, 'min_y': -90, 'max_x': 180, 'max_y': 90}::BOX_2D"
 BBOX_TYPE = pa.struct([(k, pa.float64()) for k in ("xmin", "ymin", "xmax", "ymax")])
@@ -72,14 +72,14 @@ def _check_paths(ds: Dataset, output: Path) -> None:
     if out.exists() and out.is_file():
         raise UsageError(f"--output {output} is a file; give a directory that does not exist "
                          "(or is empty)")
-    if out.is_dir() and any(out.iterdir()):
-        raise UsageError(f"--output {output} exists and is not empty; optimize never "
-                         "overwrites: choose a new directory")
     for f in ds.local_files:
         rf = Path(f).resolve()
         if rf == out or out in rf.parents:
             raise UsageError(f"--output {output} holds the input {f}; optimize never "
                              "overwrites its input: choose another directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"--output {output} exists and is not empty; optimize never "
+                         "overwrites: choose a new directory")
 
 
 def _fingerprint(files: Sequence[Path]) -> list[dict]:

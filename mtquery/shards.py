@@ -1,0 +1,139 @@
+"""Sharded search: one index per file (or per group of files), searched independently, and
+the per-shard top-k lists merged into the global top-k.
+
+The merge is exact: every shard returns its own best k (rows of that shard only), so the
+global best k are among the union, and a merge of the sorted lists by score gives them. Ties
+are broken by (shard, row) so the answer does not depend on the order shards answer in. This
+is what serves a 56M-row dataset across processes or machines (docs/scale.md): each worker
+holds the shards of some files and answers (row ids, scores); a coordinator merges.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mtquery.errors import DataError, UsageError
+
+
+@dataclass(frozen=True)
+class ShardHits:
+    """One shard's answer: global row ids and scores (higher is better), best first."""
+
+    shard: int
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+def merge_topk(hits: Sequence[ShardHits], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Global top-k (ids, scores), best first, from per-shard lists (each best first).
+
+    A k-way heap merge: O(k log shards) after the shards answered; NaN scores are dropped.
+    """
+    if k <= 0:
+        raise UsageError(f"k must be positive (got {k})")
+    lists = []
+    for h in hits:
+        ids = np.asarray(h.ids, dtype=np.int64)
+        sc = np.asarray(h.scores, dtype=np.float64)
+        if ids.shape != sc.shape:
+            raise DataError(f"shard {h.shard}: {len(ids)} ids but {len(sc)} scores")
+        ok = ~np.isnan(sc)
+        ids, sc = ids[ok], sc[ok]
+        order = np.lexsort((ids, -sc))  # defensive: shards should already be sorted
+        lists.append((h.shard, ids[order], sc[order]))
+    # (neg score, shard, id, position) entries; position walks each list
+    heap = [(-sc[0], shard, int(ids[0]), 0, li) for li, (shard, ids, sc) in enumerate(lists)
+            if len(ids)]
+    heapq.heapify(heap)
+    out_ids: list[int] = []
+    out_sc: list[float] = []
+    while heap and len(out_ids) < k:
+        neg, _shard, rid, pos, li = heapq.heappop(heap)
+        out_ids.append(rid)
+        out_sc.append(-neg)
+        shard, ids, sc = lists[li]
+        if pos + 1 < len(ids):
+            heapq.heappush(heap, (-sc[pos + 1], shard, int(ids[pos + 1]), pos + 1, li))
+    return np.asarray(out_ids, dtype=np.int64), np.asarray(out_sc, dtype=np.float32)
+
+
+@dataclass
+class Shard:
+    """An index over rows [offset, offset + rows) of the global dataset."""
+
+    index: object  # mtquery.ann.AnnIndex
+    offset: int
+
+    @property
+    def rows(self) -> int:
+        return self.index.rows
+
+
+def open_shards(paths: Sequence[str | Path]) -> list[Shard]:
+    """Open per-file indexes in dataset order; global row offsets follow their row counts."""
+    from mtquery.ann import load_index
+
+    shards, off = [], 0
+    dims = set()
+    for p in paths:
+        idx = load_index(p)
+        dims.add(idx.dim)
+        shards.append(Shard(idx, off))
+        off += idx.rows
+    if len(dims) > 1:
+        raise DataError(f"shards hold vectors of different dimensions: {sorted(dims)}")
+    return shards
+
+
+def search_shards(shards: Sequence[Shard], query: np.ndarray, k: int,
+                  allowed: np.ndarray | None = None, threads: int = 1,
+                  search: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Search every shard for its top k (restricted to ``allowed`` global row ids when
+    given), then merge. Shards with no allowed rows are skipped."""
+
+    def one(i: int) -> ShardHits:
+        s = shards[i]
+        sub = None
+        if allowed is not None:
+            lo, hi = np.searchsorted(allowed, [s.offset, s.offset + s.rows])
+            sub = allowed[lo:hi] - s.offset
+            if sub.size == 0:
+                return ShardHits(i, np.empty(0, np.int64), np.empty(0, np.float32))
+        fn = search or (lambda idx, q, kk, al: idx.search(q, kk, allowed=al))
+        ids, sc = fn(s.index, query, k, sub)
+        return ShardHits(i, np.asarray(ids, dtype=np.int64) + s.offset, sc)
+
+    if threads > 1 and len(shards) > 1:
+        with ThreadPoolExecutor(threads) as ex:
+            hits = list(ex.map(one, range(len(shards))))
+    else:
+        hits = [one(i) for i in range(len(shards))]
+    return merge_topk(hits, k)
+
+
+def build_per_file(dataset, log: Callable[[str], None] | None = None, **params) -> list[Path]:
+    """One index per file of a local dataset, each beside its file (``<file>.mtindex``): the
+    unit of work of a distributed build, resumable file by file (a finished, fresh shard is
+    kept)."""
+    from mtquery.ann import BuildParams, build_index, load_index
+    from mtquery.datasets import resolve
+
+    ds = resolve(dataset)
+    out = []
+    for f in ds.local_files:
+        one = resolve(str(f))
+        path = Path(f).resolve().with_name(Path(f).name + ".mtindex")
+        try:
+            load_index(path, one)
+            if log:
+                log(f"{path}: fresh, kept")
+        except DataError:
+            build_index(one, path, BuildParams(**params), log=log)
+        out.append(path)
+    return out
