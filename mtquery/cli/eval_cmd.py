@@ -176,12 +176,14 @@ def derive_labels_cmd(
     embeddings: str = typer.Option("demo", "--embeddings", "-e"),
     out: str = typer.Option(..., "--out", "-o", help="Label Parquet to write."),
     rule: str = typer.Option("auto", "--rule", help="auto, ndwi or scl (see docs/eval.md)."),
+    source: list[str] | None = typer.Option(None, "--source", help="Source scene folder "
+                                            "(repeatable; default: the demo's real scenes)."),
 ) -> None:
     """Derive land/water-style labels for the bundled real-imagery demo from its source
     pixels by a stated rule (NDWI or the L2A SCL layer)."""
     from mtquery.eval import derive_labels
 
-    info = derive_labels.derive(embeddings, out, rule=rule)
+    info = derive_labels.derive(embeddings, out, rule=rule, sources=source or None)
     sys.stdout.write(f"{info['rows']} fragments labelled by rule {info['rule']!r}: "
                      f"{info['counts']} -> {out}\n")
 

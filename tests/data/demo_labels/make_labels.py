@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""Derive the label file of the bundled demo dataset from the real Sentinel-2 pixels it was
+embedded from (rule: ``auto`` = SCL majority land/water/cloud on the L2A tile, NDWI > 0 majority
+water/land on the L1C scene; see mtquery/eval/derive_labels.py and docs/eval.md).
+
+    python tests/data/demo_labels/make_labels.py [--embeddings demo] [--out FILE]
+
+Needs the shared real scenes (../shared/data); the result is small and shipped beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mtquery.eval.derive_labels import derive
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--embeddings", default="demo")
+    ap.add_argument("--out", default=str(HERE / "demo_labels.parquet"))
+    ap.add_argument("--rule", default="auto")
+    a = ap.parse_args()
+    print(derive(a.embeddings, a.out, rule=a.rule))
+
+
+if __name__ == "__main__":
+    main()
