@@ -111,3 +111,7 @@ def test_not_parquet(tmp_path):
     p.write_bytes(b"nope")
     with pytest.raises(DataError):
         validate([str(p)])
+
+
+def test_bundled_demo_uses_own_pixel_order():
+    assert validate([str(demo_path())]).pixel_bbox_order == "own"
