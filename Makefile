@@ -4,8 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORE := $(VENV)/.installed-core
 FULL := $(VENV)/.installed-full
-DEMO_LAT ?= 41.0026
-DEMO_LON ?= -104.0033
+DEMO_LAT ?= 37.6803
+DEMO_LON ?= -75.548
 
 .PHONY: demo test lint bench install clean-venv
 
