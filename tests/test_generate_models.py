@@ -177,3 +177,24 @@ def test_cli_stays_light_and_lists_models():
     r = subprocess.run([sys.executable, "-c", "from mtquery.cli import main; main()", "models"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "ssl4eo-s2l1c" in r.stdout and "spectral" in r.stdout
+
+
+def test_fast_unique_ids_equal_reference_formula():
+    import shapely
+    from mtquery.generate.fastids import fast_unique_ids, vector_str
+
+    from mtquery.ids import unique_ids
+
+    rng = np.random.default_rng(3)
+    for dim in (1, 5, 60, 768, 1000, 1001, 1152):
+        for scale in (1e-6, 1e-2, 1.0, 1e3, 1e9):
+            for v in (rng.uniform(0, 1, dim), rng.normal(size=dim), rng.standard_cauchy(dim)):
+                for dt in (np.float32, np.float64):
+                    x = (v * scale).astype(dt)
+                    assert vector_str(x) == str(x)
+    x = np.array([0.0, -0.0, 1e-45, np.nan, np.inf], dtype=np.float32)
+    assert vector_str(x) == str(x)
+    geoms = [shapely.box(i, 0, i + 1, 1) for i in range(4)]
+    emb = rng.normal(size=(4, 768)).astype(np.float32)
+    args = (geoms, ["t"] * 4, ["p"] * 4, emb)
+    assert fast_unique_ids(*args) == unique_ids(*args)
