@@ -81,7 +81,7 @@ def knn_neighbours(train: np.ndarray, test: np.ndarray, k: int,
     for s in range(0, len(B), batch):
         S = B[s:s + batch] @ A.T
         if k < S.shape[1]:
-            part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+            part = np.argpartition(S, S.shape[1] - k, axis=1)[:, -k:]
         else:
             part = np.broadcast_to(np.arange(S.shape[1]), S.shape).copy()
         vals = np.take_along_axis(S, part, axis=1)

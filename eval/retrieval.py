@@ -44,7 +44,7 @@ def exact_search(X: np.ndarray, q_idx: np.ndarray, K: int, exclude: np.ndarray |
         if exclude is not None:
             for r, q in enumerate(qi):
                 S[r, exclude == exclude[q]] = -np.inf
-        part = np.argpartition(-S, K - 1, axis=1)[:, :K]
+        part = np.argpartition(S, S.shape[1] - K, axis=1)[:, -K:]
         vals = np.take_along_axis(S, part, axis=1)
         order = np.lexsort((part, -vals), axis=1)
         out[s:s + batch] = np.take_along_axis(part, order, axis=1)

@@ -40,26 +40,41 @@ def demo_rows() -> pa.Table:
                                                "centre_lat", "centre_lon", "geometry"])
 
 
-def _lat_label(lat: float) -> str:
-    return "north" if lat > 20 else ("south" if lat < -20 else "tropic")
+def _cell_label(cell: str, cells: list[str]) -> str:
+    # spatially clustered, several classes whatever the demo holds: by the cell's rank
+    return ("a", "b", "c")[cells.index(cell) % 3]
 
 
 @pytest.fixture(scope="module")
-def labels_dir(tmp_path_factory, demo_rows) -> Path:
+def demo_info() -> dict:
+    import mtquery
+
+    con = mtquery.connect("demo")
+    try:
+        rows = con.execute("SELECT grid_cell, min(acquired_at), count(*), "
+                           "count(acquired_at) FROM embeddings GROUP BY 1 ORDER BY 1").fetchall()
+    finally:
+        con.close()
+    return {"cells": [r[0] for r in rows], "date": {r[0]: r[1] for r in rows},
+            "n": sum(r[2] for r in rows), "n_dated": sum(r[3] for r in rows),
+            "dim": mtquery.open_session("demo").dim}
+
+
+@pytest.fixture(scope="module")
+def labels_dir(tmp_path_factory, demo_rows, demo_info) -> Path:
     d = tmp_path_factory.mktemp("labels")
     rows = demo_rows.to_pydict()
+    cells = demo_info["cells"]
     # by unique_id (every 2nd fragment), parquet
     ids = rows["unique_id"][::2]
-    lab = [_lat_label(v) for v in rows["centre_lat"][::2]]
+    lab = [_cell_label(c, cells) for c in rows["grid_cell"][::2]]
     pq.write_table(pa.table({"unique_id": ids, "label": lab}), d / "ids.parquet")
-    # by grid cell, CSV, with a date column = the acquisition day
-    seen = {}
-    for c, t, la in zip(rows["grid_cell"], rows["timestamp"], rows["centre_lat"], strict=True):
-        seen.setdefault(c, (t, _lat_label(la)))
+    # by grid cell, CSV, with a date column = the acquisition day (empty when unknown)
     with open(d / "cells.csv", "w") as fh:
         fh.write("grid_cell,date,landcover\n")
-        for c, (t, lab_) in sorted(seen.items()):
-            fh.write(f"{c},{t[:4]}-{t[4:6]}-{t[6:8]},{lab_}\n")
+        for c in cells:
+            day = demo_info["date"][c]
+            fh.write(f"{c},{day.date().isoformat() if day else ''},{_cell_label(c, cells)}\n")
     # single class
     pq.write_table(pa.table({"unique_id": ids, "label": ["x"] * len(ids)}), d / "one.parquet")
     # matching nothing
@@ -70,10 +85,12 @@ def labels_dir(tmp_path_factory, demo_rows) -> Path:
     return d
 
 
-def test_join_unique_id(labels_dir):
+def test_join_unique_id(labels_dir, demo_info):
     ds = _load(labels_dir / "ids.parquet", "unique_id")
-    assert len(ds) == 500 and ds.classes == ["north", "south", "tropic"]
-    assert not ds.multi_label and ds.X.shape == (500, 128) and ds.X.dtype == np.float32
+    half = (demo_info["n"] + 1) // 2
+    assert len(ds) == half and ds.classes == ["a", "b", "c"]
+    assert not ds.multi_label and ds.X.shape == (half, demo_info["dim"])
+    assert ds.X.dtype == np.float32
     # the vectors are those of the same rows
     t = pq.read_table(demo_path(), columns=["unique_id", "embedding"]).to_pydict()
     ref = dict(zip(t["unique_id"], t["embedding"], strict=True))
@@ -90,17 +107,19 @@ def _load(path, join, **kw):
         s.close()
 
 
-def test_join_grid_cell_with_date_window(labels_dir):
+def test_join_grid_cell_with_date_window(labels_dir, demo_info):
     ds = _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover")
-    assert len(ds) == 1000
+    assert len(ds) == demo_info["n"]
+    # fragments without a known acquisition time cannot meet a date window
     ds = _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover", window_days=1)
-    assert len(ds) == 1000
+    assert len(ds) == demo_info["n_dated"] > 0
     with pytest.raises(DataError, match="match no fragment"):
         _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover",
-              date_from="2031-01-01")
+              date_from="2091-01-01")
+    first = min(v for v in demo_info["date"].values() if v is not None)
     ds = _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover",
-               date_from="2023-01-01")
-    assert 0 < len(ds) < 1000
+               date_from=first.date().isoformat())
+    assert len(ds) == demo_info["n_dated"]
 
 
 def test_join_spatial_points_and_polygons(tmp_path, demo_rows):
@@ -122,15 +141,16 @@ def test_join_spatial_points_and_polygons(tmp_path, demo_rows):
     ds = _load(tmp_path / "pts.csv", "spatial")
     assert len(ds) == len(pick)
     assert set(ds.unique_id) == {rows["unique_id"][i] for i in pick}
-    # polygons: the union of a cell's fragments, as GeoParquet (WKB) -> 25 fragments each,
-    # plus fragments of other cells only if they touch
+    # polygons: the convex hull of a cell's fragment centres -> exactly that cell's fragments
+    # (Core windows of neighbouring cells overlap by 680 m, fragment centres sit >1 km inside)
     cells = sorted(first)[:3]
-    polys = [shapely.union_all(geoms[[i for i, c in enumerate(rows["grid_cell"]) if c == cell]])
-             for cell in cells]
+    polys = [shapely.convex_hull(shapely.union_all(shapely.centroid(
+        geoms[[i for i, c in enumerate(rows["grid_cell"]) if c == cell]]))) for cell in cells]
     pq.write_table(pa.table({"geometry": shapely.to_wkb(polys).tolist(),
                              "label": ["p0", "p1", "p2"]}), tmp_path / "polys.parquet")
     ds = _load(tmp_path / "polys.parquet", "spatial")
-    assert len(ds) == 75 and ds.classes == ["p0", "p1", "p2"]
+    n_cells = sum(1 for c in rows["grid_cell"] if c in cells)
+    assert len(ds) == n_cells and ds.classes == ["p0", "p1", "p2"]
 
 
 def test_multi_label_list_column(tmp_path, demo_rows):
@@ -146,7 +166,7 @@ def test_multi_label_list_column(tmp_path, demo_rows):
     assert set(s) == {"linear", "knn/k1", "knn/k5", "knn/k20"}
 
 
-def test_probe_cli_reproducible_and_self_describing(labels_dir, tmp_path, capsys):
+def test_probe_cli_reproducible_and_self_describing(labels_dir, demo_info, tmp_path, capsys):
     outs = []
     for name in ("a.json", "b.json"):
         code, out, err = run(["eval", "linear-probe", "--labels", str(labels_dir / "ids.parquet"),
@@ -160,7 +180,8 @@ def test_probe_cli_reproducible_and_self_describing(labels_dir, tmp_path, capsys
     assert a["dataset"] == b["dataset"] and a["labels"] == b["labels"]
     for key in ("command", "dataset", "labels", "config", "versions", "timings_s", "models"):
         assert key in a
-    assert a["dataset"]["files"][0]["rows"] == 1000 and a["dataset"]["rows_used"] == 500
+    assert a["dataset"]["files"][0]["rows"] == demo_info["n"]
+    assert a["dataset"]["rows_used"] == (demo_info["n"] + 1) // 2
     assert len(a["labels"]["sha256"]) == 64
     runs = a["metrics"]["splits"]["spatial"]["runs"]
     assert all(len(r["split_sha256"]) == 64 for r in runs)
@@ -197,12 +218,12 @@ def test_retrieval_cli_and_report(labels_dir, tmp_path, capsys):
         assert (rep / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_balanced_sampling_options(labels_dir):
+def test_balanced_sampling_options(labels_dir, demo_info):
     doc = runner.linear_probe("demo", labels_dir / "cells.csv", join="grid_cell",
                               label_col="landcover", seeds="0", one_per_cell=True,
                               max_per_class=10, knn=False, pca_map=False, argv=["t"])
     samp = doc["task"]["sampling"]
-    assert samp["after_one_per_cell_date"] == 40
+    assert samp["after_one_per_cell_date"] == len(demo_info["cells"])
     assert max(doc["task"]["class_counts"].values()) <= 10
 
 
