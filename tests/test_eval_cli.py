@@ -327,3 +327,15 @@ def test_eurosat_adapter_fixture(tmp_path, capsys):
     assert doc["models"] == ["spectral"]
     # the class spectra are far apart: the spectral baseline separates them
     assert doc["metrics"]["splits"]["random"]["summary"]["linear"]["oa"]["mean"] >= 0.9
+
+
+def test_end_to_end_on_bundled_demo_with_derived_labels(tmp_path, capsys):
+    lab = Path(__file__).parent / "data" / "demo_labels" / "demo_labels.parquet"
+    out = tmp_path / "demo_probe.json"
+    code, text, err = run(["eval", "linear-probe", "--labels", str(lab), "--split", "both",
+                           "--seeds", "0", "--out", str(out)], capsys)
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["task"]["classes"] == ["cloud", "land", "water"]
+    assert doc["dataset"]["rows_used"] == pq.read_metadata(lab).num_rows
+    assert "gap random−spatial" in text
