@@ -107,7 +107,10 @@ class BuildParams:
 
 
 def _nlist_for(n: int) -> int:
-    return int(min(8192, max(16, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
+    """~sqrt(rows) as a power of two (1024 for 1M, 4096 for 20M), at most rows / 39 (faiss'
+    minimum of training points per centroid)."""
+    p2 = int(min(8192, max(16, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
+    return max(1, min(p2, n // 39))
 
 
 def _iter_vectors(files: list[str], dim: int | None) -> Iterator[tuple[int, np.ndarray]]:
@@ -119,8 +122,26 @@ def _iter_vectors(files: list[str], dim: int | None) -> Iterator[tuple[int, np.n
     offset = 0
     for f in files:
         pf = pq.ParquetFile(f)
-        for batch in pf.iter_batches(batch_size=BATCH, columns=["embedding"]):
-            x = embedding_matrix(batch.column(0))
+        md = pf.metadata
+        sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+        if sizes and max(sizes) <= BATCH:
+            # several row groups at a time, decoded in parallel (2.4x iter_batches)
+            groups, cur, rows = [], [], 0
+            for g, r in enumerate(sizes):
+                if cur and rows + r > BATCH:
+                    groups.append(cur)
+                    cur, rows = [], 0
+                cur.append(g)
+                rows += r
+            if cur:
+                groups.append(cur)
+            chunks = (pf.read_row_groups(g, columns=["embedding"], use_threads=True).column(0)
+                      for g in groups)
+        else:
+            chunks = (b.column(0) for b in pf.iter_batches(batch_size=BATCH,
+                                                           columns=["embedding"]))
+        for col in chunks:
+            x = embedding_matrix(col)
             if dim is not None and x.shape[1] != dim:
                 raise DataError(f"{f}: embeddings have {x.shape[1]} values, expected {dim}")
             yield offset, x
