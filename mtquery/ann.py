@@ -515,7 +515,8 @@ def load_index(path: str | Path, dataset: Dataset | None = None) -> AnnIndex:
                             "'mtquery index build'")
     try:
         pca = faiss.read_VectorTransform(str(path / "pca.faiss"))
-        ivf = faiss.read_index(str(path / "ivf.faiss"))
+        # memory-mapped: opening costs ms, not a read of every code (0.3 s per 200k rows)
+        ivf = faiss.read_index(str(path / "ivf.faiss"), faiss.IO_FLAG_MMAP)
     except RuntimeError as exc:
         raise DataError(f"index at {path} is corrupt ({str(exc).splitlines()[0]}); rebuild "
                         "with 'mtquery index build'") from exc
