@@ -241,10 +241,10 @@ def test_remote_core_parquet_over_http(core_dir, spectral_run, tmp_path):
 def test_tiny_model_batches_span_samples(core_dir, tmp_path):
     from mtquery.generate.pipeline import generate
 
-    s = generate("ssl4eo-s2l1c-tiny", [str(core_dir)], str(tmp_path / "o"), limit=2,
-                 batch_size=16)
-    t = _read(tmp_path / "o")
-    assert s.rows_total == 50 and t.schema.field("embedding").type.list_size == 64
+    s = generate("siglip-tiny", [str(core_dir)], str(tmp_path / "o"), limit=2, batch_size=4)
+    t = _read(tmp_path / "o")  # 9 fragments of 384 px per sample; batches of 4 span samples
+    assert s.rows_total == 18 and t.schema.field("embedding").type.list_size == 32
+    assert detect_pixel_bbox_order(t) == "own"
     assert np.isfinite(np.asarray(t.column("embedding").combine_chunks().flatten())).all()
 
 
@@ -324,3 +324,16 @@ def test_pixel_order_detection_reference_and_unknown(spectral_run):
     diag = t.filter(pa.array(pb[:, 0] == pb[:, 1]))
     assert detect_pixel_bbox_order(diag) == "unknown"
     assert detect_pixel_bbox_order(t.slice(0, 1)) == "unknown"
+
+
+def test_bundled_demo_is_spectral_pipeline_output():
+    root = Path(__file__).parents[1] / "mtquery" / "data"
+    t = pq.read_table(root / "demo.parquet")
+    assert check_columns(t.schema) == [] and b"geo" in t.schema.metadata
+    assert t.num_rows == 99 * 25 and t.schema.field("embedding").type.list_size == 60
+    assert detect_pixel_bbox_order(t) == "own"
+    first = (root / "demo.md").read_text().splitlines()[0]
+    assert "spectral" in first and "real Sentinel-2" in first
+    # the Makefile's demo point (a water fragment of the Virginia cell) is covered
+    geoms = shapely.from_wkb(t.column("geometry").to_pylist())
+    assert shapely.contains(geoms, shapely.Point(-75.548, 37.6803)).any()
