@@ -337,3 +337,11 @@ def test_bundled_demo_is_spectral_pipeline_output():
     # the Makefile's demo point (a water fragment of the Virginia cell) is covered
     geoms = shapely.from_wkb(t.column("geometry").to_pylist())
     assert shapely.contains(geoms, shapely.Point(-75.548, 37.6803)).any()
+
+
+def test_output_passes_mtquery_validate(spectral_run):
+    if importlib.util.find_spec("mtquery.validate") is None:
+        pytest.skip("mtquery validate not available")
+    r = _cli("validate", str(spectral_run))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "VALID" in r.stdout and "own" in r.stdout
