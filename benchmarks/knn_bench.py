@@ -206,13 +206,13 @@ def main() -> None:
 
     def box_for(target: float, lon: float, lat: float, time_filter=None):
         half = 0.5
-        for _ in range(30):
+        for _ in range(60):
             f = Filters(bbox=parse_bbox(f"{lon - half},{lat - half},{lon + half},{lat + half}"),
                         **({"time": time_filter} if time_filter else {}))
             cnt = len(allowed_rows(session, idx, f))
             if cnt >= target * n:
                 return f, cnt
-            half *= 1.4
+            half *= 1.15
         return f, cnt
 
     f_rec, f_rec_ivf, f_lat, f_sel = [], [], [], []

@@ -553,3 +553,23 @@ def index_info(path: str | Path) -> dict:
         "build_s": m.get("build", {}).get("total_s"), "created": m.get("created"),
         "calibration": m.get("calibration"),
     }
+
+
+def search_index(index: AnnIndex, query: np.ndarray, k: int,
+                 candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row ids, cosine distances = 1 - cosine), nearest first. ``candidates``: a boolean
+    mask over all rows or an array of allowed row ids (a filter), or None."""
+    allowed = None
+    if candidates is not None:
+        c = np.asarray(candidates)
+        if c.dtype == bool:
+            if c.shape != (index.rows,):
+                raise DataError(f"candidate mask has {c.shape} entries, the index "
+                                f"{index.rows} rows")
+            allowed = np.flatnonzero(c)
+        else:
+            allowed = np.unique(c.astype(np.int64))
+            if allowed.size and (allowed[0] < 0 or allowed[-1] >= index.rows):
+                raise DataError("candidate row ids outside the index")
+    ids, scores = index.search(query, k, allowed=allowed)
+    return ids, np.clip(1.0 - scores.astype(np.float64), 0.0, 2.0)

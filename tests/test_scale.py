@@ -325,3 +325,20 @@ def test_shard_search_equals_global_exact(raw, tmp_path):
         assert ids.tolist() == ei.tolist()
         ids, _ = search_shards(shards, q, 10)  # ANN per shard + merge
         assert len(set(ids.tolist()) & set(whole.exact(q, 10)[0].tolist())) >= 9
+
+
+def test_search_index_interface(index):
+    from mtquery.ann import search_index
+
+    idx = load_index(index)
+    q = np.asarray(idx.vectors[11])
+    ids, dist = search_index(idx, q, 5)
+    assert ids[0] == 11 and dist[0] < 1e-5 and np.all(np.diff(dist) >= -1e-9)
+    mask = np.zeros(idx.rows, bool)
+    mask[::3] = True
+    ids, _ = search_index(idx, q, 5, mask)
+    assert (ids % 3 == 0).all() and len(ids) == 5
+    ids2, _ = search_index(idx, q, 5, np.flatnonzero(mask))
+    assert ids.tolist() == ids2.tolist()
+    with pytest.raises(DataError):
+        search_index(idx, q, 5, np.zeros(3, bool))
