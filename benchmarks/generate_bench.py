@@ -86,12 +86,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     a = ap.parse_args()
     import torch
+
     from mtquery.generate import models as M
     from mtquery.generate.fastids import fast_unique_ids
     from mtquery.generate.fragment import fragment_footprints, fragment_grid
     from mtquery.generate.pipeline import build_table, extract_fragments, pack_sample
     from mtquery.generate.sources import CoreInput, Sample
-
     from mtquery.ids import unique_ids
 
     names = [m for m in a.models.split(",") if m] + (REAL if a.real else [])

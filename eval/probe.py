@@ -13,11 +13,11 @@ import time
 import warnings
 
 import numpy as np
+
+from mtquery.errors import DataError, UsageError
 from mtquery.eval import metrics
 from mtquery.eval.data import LabelledSet
 from mtquery.eval.splits import Split, choose_h3_resolution, h3_cells, random_split, spatial_split
-
-from mtquery.errors import DataError, UsageError
 
 KNN_KS = (1, 5, 20)
 MIN_SAMPLES = 10

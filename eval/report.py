@@ -8,9 +8,8 @@ import html
 import json
 from pathlib import Path
 
-from mtquery.eval.results import SCHEMA
-
 from mtquery.errors import DataError, UsageError
+from mtquery.eval.results import SCHEMA
 from mtquery.fsio import atomic_path, atomic_write_text
 
 

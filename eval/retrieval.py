@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mtquery.errors import DataError, UsageError
 from mtquery.eval import metrics
 from mtquery.eval.data import LabelledSet, sha256_lines
 from mtquery.eval.probe import _normalise
-
-from mtquery.errors import DataError, UsageError
 
 
 def parse_ks(text: str | list[int]) -> list[int]:

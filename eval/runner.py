@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from mtquery.engine import open_session
+from mtquery.errors import UsageError
 from mtquery.eval import results
 from mtquery.eval.data import (
     LabelledSet,
@@ -17,9 +19,6 @@ from mtquery.eval.data import (
 from mtquery.eval.probe import drop_rare_classes, run_probe
 from mtquery.eval.retrieval import parse_ks, run_retrieval
 from mtquery.eval.splits import cap_per_class, one_per_cell_date
-
-from mtquery.engine import open_session
-from mtquery.errors import UsageError
 
 
 def parse_seeds(text: str | list[int] | tuple[int, ...]) -> list[int]:

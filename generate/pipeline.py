@@ -28,13 +28,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
+
+from mtquery.errors import DataError, UsageError
+from mtquery.fsio import atomic_path, atomic_write_text
 from mtquery.generate.fastids import fast_unique_ids as unique_ids
 from mtquery.generate.fragment import fragment_footprints, fragment_grid
 from mtquery.generate.models import PREPROCESSING, ModelSpec, forward, get_model_spec, load_model
 from mtquery.generate.sources import Sample, SampleError, open_inputs
-
-from mtquery.errors import DataError, UsageError
-from mtquery.fsio import atomic_path, atomic_write_text
 from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
 
 STATE_DIR = "_state"

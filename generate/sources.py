@@ -290,8 +290,8 @@ class SceneInput:
 
     def __post_init__(self):
         import rasterio
-        from mtquery.generate.fragment import core_window_origin
 
+        from mtquery.generate.fragment import core_window_origin
         from mtquery.grid import cells_in_bbox
 
         if not self.files:

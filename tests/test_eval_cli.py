@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from mtquery.eval import runner
-from mtquery.eval.data import load_labelled
 
 from mtquery.cli import main
 from mtquery.datasets import demo_path
 from mtquery.errors import DataError, UsageError
+from mtquery.eval import runner
+from mtquery.eval.data import load_labelled
 
 BEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigearthnet_v1_examples" / (
     "BigEarthNet-S2-Example")

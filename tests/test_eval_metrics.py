@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from mtquery.eval import metrics
 from mtquery.eval.probe import knn_neighbours, knn_predict_single, knn_scores_multi
 from mtquery.eval.splits import (

@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from pyproj import Transformer
+
 from mtquery.generate import fragment_grid, fragment_offsets
 from mtquery.generate.fragment import core_window_origin
 from mtquery.generate.pixel_order import detect_pixel_bbox_order
-from pyproj import Transformer
-
 from mtquery.schema import check_columns
 
 DATA = Path(__file__).parent / "data"
@@ -166,9 +166,8 @@ def test_resume_after_interrupt_gives_same_rows(core_dir, spectral_run, tmp_path
 
 
 def test_rerun_with_other_settings_is_refused(core_dir, spectral_run):
-    from mtquery.generate.pipeline import generate
-
     from mtquery.errors import UsageError
+    from mtquery.generate.pipeline import generate
 
     with pytest.raises(UsageError, match="other settings"):
         generate("spectral", [str(core_dir)], str(spectral_run), shard_size=3)

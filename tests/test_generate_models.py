@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from mtquery.generate import embed_patches, get_model_spec, list_models
-from mtquery.generate import models as M
 
 from mtquery.errors import DataError, UsageError
+from mtquery.generate import embed_patches, get_model_spec, list_models
+from mtquery.generate import models as M
 
 
 def _patches(spec, n=2, size=None, seed=0):
@@ -181,8 +181,8 @@ def test_cli_stays_light_and_lists_models():
 
 def test_fast_unique_ids_equal_reference_formula():
     import shapely
-    from mtquery.generate.fastids import fast_unique_ids, vector_str
 
+    from mtquery.generate.fastids import fast_unique_ids, vector_str
     from mtquery.ids import unique_ids
 
     rng = np.random.default_rng(3)

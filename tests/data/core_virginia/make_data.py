@@ -51,7 +51,6 @@ def build(out_dir: str | Path, n_cells: int = 9, marker: dict | None = None,
     scene = _scene_from_files(str(SCENE), sorted(str(p) for p in SCENE.glob("B*.tif")),
                               PRODUCT_ID, TIMESTAMP)
     from mtquery.generate.fragment import core_window_origin
-
     from mtquery.grid import cells_in_bbox, latlon_to_cell  # noqa: F401
 
     names, rows, cols = cells_in_bbox(-75.73, 37.58, -75.51, 37.76)

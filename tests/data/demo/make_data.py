@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import shapely
-from mtquery.generate.pipeline import generate
 
+from mtquery.generate.pipeline import generate
 from mtquery.schema import with_geo_metadata
 
 HERE = Path(__file__).resolve().parent

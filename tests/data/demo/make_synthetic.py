@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
-from mtquery.generate.fragment import core_window_origin, fragment_footprints, fragment_grid
 
+from mtquery.generate.fragment import core_window_origin, fragment_footprints, fragment_grid
 from mtquery.ids import unique_ids
 from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
 
