@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ def run_block(body: str) -> str:
 
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "README.md"
+    shutil.rmtree(ROOT / "out" / "readme", ignore_errors=True)  # examples start from scratch
     text = path.read_text()
     new = BLOCK.sub(lambda m: "```console\n" + run_block(m.group(1)) + "```", text)
     path.write_text(new)
