@@ -248,7 +248,7 @@ def main() -> None:
     from mtquery.query import search_sql
 
     tr = parse_time_range("2019-01-01", "2022-12-31")
-    f_bt, cnt = box_for(0.002, *cen[20], time_filter=tr)
+    f_bt, cnt = box_for(0.001, *cen[20], time_filter=tr)
     raw_s = open_session(str(raw))
     lay = {}
     for label, s in (("random", raw_s), ("optimized", session)):
