@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,7 @@ class VectorCache:
     def matrix(self) -> np.ndarray:
         if self.n == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.memmap(self.path / "vectors.f32", dtype=np.float32, mode="r",
-                         shape=(self.n, self.dim))
+        return _open_matrix(str(self.path / "vectors.f32"), self.n, self.dim)
 
     def global_rows(self, files: Sequence[str], rows: np.ndarray) -> np.ndarray:
         index = {f: i for i, f in enumerate(self.files)}
@@ -88,6 +88,12 @@ class VectorCache:
         """(file index, row in file) of global rows."""
         fi = np.searchsorted(self.offsets, idx, side="right") - 1
         return fi, idx - self.offsets[fi]
+
+
+@lru_cache(maxsize=8)
+def _open_matrix(path: str, n: int, dim: int) -> np.ndarray:
+    """One mapping per file and process: re-mapping per query would fault every page again."""
+    return np.memmap(path, dtype=np.float32, mode="r", shape=(n, dim))
 
 
 def _load(path: Path, dataset: Dataset) -> VectorCache | None:
