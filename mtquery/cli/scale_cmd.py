@@ -104,6 +104,11 @@ def build(
     sidecar: Annotated[str, typer.Option(help="Rerank vectors: float32 (exact) or "
                                          "float16.")] = "float32",
     threads: Annotated[int | None, typer.Option(help="Build threads.")] = None,
+    exact_cache: Annotated[bool, typer.Option("--exact-cache/--no-exact-cache", help="Also "
+                                              "write the exact scan's vector cache "
+                                              "($MTQUERY_CACHE), whatever the dataset's "
+                                              "size, so --exact scans at memory speed.")
+                           ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
 ) -> None:
     """Build (or rebuild) the approximate kNN index of a local dataset."""
@@ -115,7 +120,17 @@ def build(
             raise UsageError(f"{name} must be positive (got {v})")
     params = BuildParams(kind=kind, nlist=nlist, pca_dim=pca_dim, rerank=rerank,
                          nprobe=nprobe, sidecar=sidecar, threads=threads)
-    path = build_index(dataset, index_dir, params, log=_say(quiet))
+    say = _say(quiet)
+    path = build_index(dataset, index_dir, params, log=say)
+    if exact_cache:
+        from mtquery.ann import load_index
+        from mtquery.datasets import resolve
+        from mtquery.vectorcache import open_cache
+
+        ds = resolve(dataset)
+        cache = open_cache(ds, load_index(path).dim, build=True, max_bytes=1 << 62)
+        if cache is not None:
+            say(f"exact-scan vector cache: {cache.path}")
     sys.stdout.write(f"{path}\n")
 
 
