@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from mtquery.datasets import Dataset, resolve
-from mtquery.duck import new_connection
+from mtquery.duck import EXTENSIONS, new_connection
 from mtquery.views import DatasetShape, create_views
 
 DatasetArg = str | Path | Sequence[str | Path] | Dataset | None
@@ -31,9 +31,15 @@ class Session:
         self.con.close()
 
 
-def open_session(dataset: DatasetArg = None, threads: int | None = None) -> Session:
+def open_session(dataset: DatasetArg = None, threads: int | None = None,
+                 extensions: tuple[str, ...] | None = None) -> Session:
+    """A Session over ``dataset``. By default only what the dataset needs is loaded (spatial,
+    plus httpfs for remote sources), which keeps one-shot commands quick; ``connect`` loads
+    every extension (spatial, vss, httpfs)."""
     ds = resolve(dataset)
-    con = new_connection(threads=threads)
+    if extensions is None:
+        extensions = ("spatial", "httpfs") if ds.remote else ("spatial",)
+    con = new_connection(extensions=extensions, threads=threads)
     try:
         shape = create_views(con, ds)
     except BaseException:
@@ -45,4 +51,4 @@ def open_session(dataset: DatasetArg = None, threads: int | None = None) -> Sess
 def connect(dataset: DatasetArg = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the views ``embeddings``, ``acquisitions`` and ``cells`` over
     ``dataset`` (a path, directory, glob, list, URL or catalog name; default ``demo``)."""
-    return open_session(dataset, threads).con
+    return open_session(dataset, threads, extensions=EXTENSIONS).con

@@ -174,6 +174,23 @@ class TopK:
         return self.scores, self.rows[0]
 
 
+def knn(session: Session, query: QueryVector, k: int = 10, filters: Filters | None = None,
+        include_self: bool = False, exact: bool = False,
+        index: str | Path | None = None) -> pa.Table:
+    """Cosine nearest neighbours: through the dataset's ANN index (``mtquery index build``, or
+    the index directory ``index``) with exact rerank when there is one, else the exact scan.
+    ``exact=True`` always scans. Same columns either way."""
+    if exact and index is not None:
+        raise UsageError("exact=True and an index exclude each other")
+    if not exact:
+        from mtquery.ann_search import indexed_knn, open_for
+
+        ann = open_for(session, index)
+        if ann is not None:
+            return indexed_knn(session, query, k, filters, include_self, ann)
+    return exact_knn(session, query, k, filters, include_self)
+
+
 def exact_knn(session: Session, query: QueryVector, k: int = 10,
               filters: Filters | None = None, include_self: bool = False,
               use_cache: bool = True) -> pa.Table:

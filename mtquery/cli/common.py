@@ -54,8 +54,10 @@ def show_sql(enabled: bool, sql: str, params: list | None = None) -> None:
     sys.stderr.flush()
 
 
-def session_for(dataset: str | None) -> Session:
-    return open_session(dataset)
+def session_for(dataset: str | None, all_extensions: bool = False) -> Session:
+    from mtquery.duck import EXTENSIONS
+
+    return open_session(dataset, extensions=EXTENSIONS if all_extensions else None)
 
 
 def check_output(fmt: str, output: Path | None) -> None:

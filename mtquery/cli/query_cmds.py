@@ -130,7 +130,7 @@ def sql(
     from mtquery.query import run
 
     check_output(fmt, output)
-    session = session_for(dataset)
+    session = session_for(dataset, all_extensions=True)  # users may call vss functions
     params = list(param or [])
     show_sql(show, statement, params)
     table = run(session, statement, params)
@@ -203,6 +203,8 @@ def knn(
     if (lat is None) != (lon is None):
         raise UsageError("--lat and --lon go together, e.g. --lat 37.65 --lon -75.6")
     check_k(k)
+    if exact and index is not None:
+        raise UsageError("--exact and --index exclude each other")
     filters = Filters(bbox=parse_bbox(bbox), time=parse_time_range(start, end), cell=cell)
     if lat is not None:
         la, lo = check_lat(lat), check_lon(lon)
@@ -219,15 +221,7 @@ def knn(
     exclude = query.unique_id is not None and not include_self
     statement, params = knn_mod.scan_sql(filters, session.shape.has_bbox, exclude)
     show_sql(show, statement, [*params, query.unique_id] if exclude else params)
-    if exact and index is not None:
-        raise UsageError("--exact and --index exclude each other")
-    from mtquery.ann_search import indexed_knn, open_for
-
-    ann = None if exact else open_for(session, index)
-    if ann is not None:
-        result = indexed_knn(session, query, k, filters, include_self, ann)
-    else:
-        result = knn_mod.exact_knn(session, query, k, filters, include_self)
+    result = knn_mod.knn(session, query, k, filters, include_self, exact=exact, index=index)
     title = None
     if query.unique_id:
         title = (f"{k} nearest to {query.unique_id[:12]}... (cell {query.grid_cell}, "
