@@ -30,7 +30,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,7 @@ import numpy as np
 
 from mtquery.datasets import Dataset, resolve
 from mtquery.errors import DataError, UsageError
+from mtquery.vectorcache import iter_vectors, unit_rows
 
 FORMAT = "mtquery-ann/1"
 MANIFEST = "manifest.json"
@@ -115,51 +116,6 @@ def _nlist_for(n: int) -> int:
     return max(1, min(p2, n // 39))
 
 
-def _iter_vectors(files: list[str], dim: int | None) -> Iterator[tuple[int, np.ndarray]]:
-    """(global row offset, float32 matrix) per batch, files in order."""
-    import pyarrow.parquet as pq
-
-    from mtquery.schema import embedding_matrix
-
-    offset = 0
-    for f in files:
-        pf = pq.ParquetFile(f)
-        md = pf.metadata
-        sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
-        if sizes and max(sizes) <= BATCH:
-            # several row groups at a time, decoded in parallel (2.4x iter_batches)
-            groups, cur, rows = [], [], 0
-            for g, r in enumerate(sizes):
-                if cur and rows + r > BATCH:
-                    groups.append(cur)
-                    cur, rows = [], 0
-                cur.append(g)
-                rows += r
-            if cur:
-                groups.append(cur)
-            chunks = (pf.read_row_groups(g, columns=["embedding"], use_threads=True).column(0)
-                      for g in groups)
-        else:
-            chunks = (b.column(0) for b in pf.iter_batches(batch_size=BATCH,
-                                                           columns=["embedding"]))
-        for col in chunks:
-            x = embedding_matrix(col)
-            if dim is not None and x.shape[1] != dim:
-                raise DataError(f"{f}: embeddings have {x.shape[1]} values, expected {dim}")
-            yield offset, x
-            offset += len(x)
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = x / norms
-    bad = ~np.isfinite(out).all(axis=1)
-    out[bad] = np.nan  # zero / non-finite vectors never match (as in the exact scan)
-    return out
-
-
 def build_index(dataset: Dataset | str, out_dir: str | Path | None = None,
                 params: BuildParams | None = None,
                 log: Callable[[str], None] | None = None) -> Path:
@@ -195,9 +151,9 @@ def build_index(dataset: Dataset | str, out_dir: str | Path | None = None,
         dim = None
         bad = 0
         with open(tmp / side_name, "wb") as fh:
-            for _off, x in _iter_vectors([f["path"] for f in fp], dim):
+            for _off, x in iter_vectors([f["path"] for f in fp], dim):
                 dim = dim or x.shape[1]
-                xn = _normalise(x)
+                xn = unit_rows(x)
                 bad += int(np.isnan(xn[:, 0]).sum())
                 fh.write(xn.astype(dtype, copy=False).tobytes())
         if dim is None:

@@ -128,7 +128,9 @@ def build(
         from mtquery.vectorcache import open_cache
 
         ds = resolve(dataset)
-        cache = open_cache(ds, load_index(path).dim, build=True, max_bytes=1 << 62)
+        side = path / "vectors.f32"  # same rows, same format: hard-linked, not written twice
+        cache = open_cache(ds, load_index(path).dim, build=True, max_bytes=1 << 62,
+                           vectors=side if side.is_file() else None)
         if cache is not None:
             say(f"exact-scan vector cache: {cache.path}")
     sys.stdout.write(f"{path}\n")
