@@ -61,6 +61,8 @@ class LabelledSet:
     lat: np.ndarray
     lon: np.ndarray
     info: dict = field(default_factory=dict)
+    source_file: np.ndarray | None = None  # where each row lives (for the ANN index's row ids)
+    source_row: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -85,7 +87,9 @@ class LabelledSet:
         classes = sorted({c for t in labels for c in t})
         return LabelledSet(self.X[idx], labels, classes, self.multi_label, self.unique_id[idx],
                            self.grid_cell[idx], self.timestamp[idx], self.lat[idx], self.lon[idx],
-                           dict(self.info))
+                           dict(self.info),
+                           None if self.source_file is None else self.source_file[idx],
+                           None if self.source_row is None else self.source_row[idx])
 
 
 def sha256_file(path: str | Path) -> str:
@@ -445,7 +449,8 @@ def load_labelled(session: Session, labels_path: str | Path, *, label_col: str |
                        unique_id=ids, grid_cell=np.array(d["grid_cell"], dtype=object),
                        timestamp=np.array(d["timestamp"], dtype=object),
                        lat=np.array(d["lat"], dtype=np.float64),
-                       lon=np.array(d["lon"], dtype=np.float64), info=info)
+                       lon=np.array(d["lon"], dtype=np.float64), info=info,
+                       source_file=files, source_row=rows)
 
 
 def check_vectors(X: np.ndarray, ids) -> None:

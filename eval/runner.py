@@ -130,6 +130,19 @@ def linear_probe(embeddings, labels, *, label_col: str | None = None, join: str 
     return doc
 
 
+def _mtquery_index(embeddings):
+    """The dataset's own ANN index (``mtquery index build``), checked fresh."""
+    from mtquery.ann import find_index, load_index
+    from mtquery.datasets import resolve
+    from mtquery.errors import DataError
+
+    ds = resolve(embeddings)
+    path = find_index(ds)
+    if path is None:
+        raise DataError("--ann index: the dataset has no index; run 'mtquery index build' first")
+    return load_index(path, ds)
+
+
 def retrieval(embeddings, labels, *, label_col: str | None = None, join: str = "unique_id",
               ks="1,5,10,50", n_queries: int = 1000, seed: int = 0,
               multi_label: str = "auto", window_days: int | None = None,
@@ -148,7 +161,8 @@ def retrieval(embeddings, labels, *, label_col: str | None = None, join: str = "
         min_class_count=min_class_count)
     label_info = dict(ds.info)
     res = run_retrieval(ds, ks=k_list, n_queries=n_queries, seed=seed,
-                        exclude_same_cell=exclude_same_cell, ann=ann)
+                        exclude_same_cell=exclude_same_cell, ann=ann,
+                        ann_index=_mtquery_index(embeddings) if ann == "index" else None)
     timings.update(res.pop("_timings"))
     # latencies are timings, not metrics: keep `metrics` reproducible
     latency = {"exact_ms_per_query_batched": res.pop("exact_latency_ms_per_query_batched")}

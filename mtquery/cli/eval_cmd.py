@@ -112,8 +112,9 @@ def retrieval_cmd(
     min_class_count: int = _MINC,
     exclude_same_cell: bool = typer.Option(False, "--exclude-same-cell", help="Do not count "
                                            "fragments of the query's own grid cell."),
-    ann: str | None = typer.Option(None, "--ann", help="Compare with an ANN index: 'hnsw' "
-                                      "(faiss, built here) or a faiss index file."),
+    ann: str | None = typer.Option(None, "--ann", help="Compare with an ANN index: 'index' "
+                                      "(the dataset's own, from 'mtquery index build'), "
+                                      "'hnsw' (faiss, built here) or a faiss index file."),
     out: str | None = _OUT,
 ) -> None:
     """Retrieval: precision@k, recall@k, mAP@k, nDCG@k (same-label relevance, exact cosine);
