@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Literal
@@ -80,12 +81,20 @@ def _fmt_cell(value: object) -> str:
 SHORT_ID = 16
 
 
+def _pipe_width() -> int:
+    """Width of tables written to a pipe or file: $COLUMNS when set, else 200."""
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 200
+
+
 def print_table(table: pa.Table, title: str | None = None, file=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     out = file or sys.stdout
-    width = None if (file is None and out.isatty()) else 200
+    width = None if (file is None and out.isatty()) else _pipe_width()
     console = Console(file=out, width=width)
     rt = Table(title=title, show_lines=False)
     for name in table.column_names:
