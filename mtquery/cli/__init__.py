@@ -6,20 +6,19 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from mtquery.errors import MTQueryError
 
-try:  # typer >= 0.2x vendors its own click; accept both families of exceptions
-    from typer._click import exceptions as _typer_click
-except ImportError:  # pragma: no cover - older typer uses click itself
-    _typer_click = click.exceptions
+try:  # typer >= 0.2x vendors its own click (and no longer installs click)
+    from typer._click import exceptions as _click_exceptions
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import exceptions as _click_exceptions
 
-_CLICK_ERRORS = (click.ClickException, _typer_click.ClickException)
-_USAGE_ERRORS = (click.UsageError, _typer_click.UsageError)
-_ABORTS = (click.exceptions.Abort, typer.Abort)
-_EXITS = (click.exceptions.Exit, typer.Exit)
+_CLICK_ERRORS = (_click_exceptions.ClickException,)
+_USAGE_ERRORS = (_click_exceptions.UsageError,)
+_ABORTS = (typer.Abort,)
+_EXITS = (typer.Exit,)
 
 app = typer.Typer(
     name="mtquery",
