@@ -177,3 +177,9 @@ def test_real_entry_point_exit_codes():
                          text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("mtquery: error:")
+
+
+def test_missing_optional_dependency_names_the_extra(capsys, monkeypatch, small_dataset):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as on a core-only install
+    code, _, err = run_cli(["index", "build", small_dataset, "--quiet"], capsys)
+    assert code == 1 and "pip install 'mtquery[index]'" in err and "Traceback" not in err

@@ -40,6 +40,15 @@ def _register() -> None:
 _register()
 
 
+#: optional dependencies -> the extra that installs them
+OPTIONAL_MODULES = {
+    "torch": "models", "torchvision": "models", "timm": "models", "open_clip": "models",
+    "transformers": "models", "rasterio": "models",
+    "sklearn": "eval", "matplotlib": "eval",
+    "faiss": "index",
+}
+
+
 def _fail(message: str, code: int) -> None:
     sys.stderr.write(f"mtquery: error: {message}\n")
     sys.stderr.flush()
@@ -65,6 +74,13 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{exc.format_message()}{ctx_hint}", exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        extra = OPTIONAL_MODULES.get(top)
+        if extra is None or os.environ.get("MTQUERY_DEBUG"):
+            raise
+        _fail(f"this command needs {top}, which the core install leaves out: "
+              f"pip install 'mtquery[{extra}]' (make test installs every extra)", 1)
     except BrokenPipeError:
         raise SystemExit(0) from None
     except Exception as exc:  # the edge: never a traceback unless asked for
