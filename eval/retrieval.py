@@ -86,6 +86,18 @@ def pick_queries(n: int, n_queries: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=n_queries, replace=False))
 
 
+def _recall_and_latency(info: dict, ann: np.ndarray, exact: np.ndarray, ks: list[int],
+                        lat: np.ndarray) -> dict:
+    """Add recall@k of the ANN rows against the exact rows, and latency, to ``info``."""
+    for k in ks:
+        hits = [len(set(ann[r, :k].tolist()) & set(exact[r, :k].tolist())) / k
+                for r in range(len(ann))]
+        info[f"recall@{k}_vs_exact"] = float(np.mean(hits))
+    info["latency_ms_p50"] = float(np.median(lat) * 1e3)
+    info["latency_ms_mean"] = float(lat.mean() * 1e3)
+    return info
+
+
 def _index_rows(ds: LabelledSet, idx) -> np.ndarray:
     """Global row ids, in an mtquery index, of the evaluated set's rows."""
     if ds.source_file is None or ds.source_row is None:
@@ -121,13 +133,7 @@ def mtquery_index_compare(ds: LabelledSet, q_idx: np.ndarray, exact: np.ndarray,
         pos = order[np.searchsorted(sorted_rows, ids)]
         row = [int(j) for j in pos if j != q][:K - 1]
         ann[r, :len(row)] = row
-    for k in ks:
-        hits = [len(set(ann[r, :k].tolist()) & set(exact[r, :k].tolist())) / k
-                for r in range(len(q_idx))]
-        info[f"recall@{k}_vs_exact"] = float(np.mean(hits))
-    info["latency_ms_p50"] = float(np.median(lat) * 1e3)
-    info["latency_ms_mean"] = float(lat.mean() * 1e3)
-    return info
+    return _recall_and_latency(info, ann, exact, ks, lat)
 
 
 def ann_compare(X: np.ndarray, q_idx: np.ndarray, exact: np.ndarray, ks: list[int],
@@ -173,13 +179,7 @@ def ann_compare(X: np.ndarray, q_idx: np.ndarray, exact: np.ndarray, ks: list[in
         row = [j for j in found[r] if j != q and j >= 0][:K - 1]
         row += [-1] * (K - 1 - len(row))
         ann[r] = row
-    for k in ks:
-        hits = [len(set(ann[r, :k].tolist()) & set(exact[r, :k].tolist())) / k
-                for r in range(len(q_idx))]
-        info[f"recall@{k}_vs_exact"] = float(np.mean(hits))
-    info["latency_ms_p50"] = float(np.median(lat) * 1e3)
-    info["latency_ms_mean"] = float(lat.mean() * 1e3)
-    return info
+    return _recall_and_latency(info, ann, exact, ks, lat)
 
 
 def run_retrieval(ds: LabelledSet, *, ks: list[int], n_queries: int, seed: int,
