@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -241,7 +240,3 @@ def _check_unique(report: Report, ids: list[np.ndarray]) -> None:
     if len(dup):
         ch.fail(int(pc.sum(dup.field("counts")).as_py()) - len(dup),
                 f"unique_id {dup[0]['values'].as_py()} appears {dup[0]['counts'].as_py()} times")
-
-
-def report_path_label(paths: Sequence[str]) -> str:
-    return ", ".join(str(Path(p)) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")

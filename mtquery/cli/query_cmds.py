@@ -134,12 +134,7 @@ def sql(
     params = list(param or [])
     show_sql(show, statement, params)
     table = run(session, statement, params)
-    write_rows(_displayable(table), fmt, output)
-
-
-def _displayable(table: pa.Table) -> pa.Table:
-    """Geometry (WKB in Arrow) is shown as WKT-ish hex only when asked; drop big vectors."""
-    return table
+    write_rows(table, fmt, output)
 
 
 def search(
