@@ -7,7 +7,7 @@ FULL := $(VENV)/.installed-full
 DEMO_LAT ?= 37.6803
 DEMO_LON ?= -75.548
 
-.PHONY: demo test lint bench install clean-venv
+.PHONY: demo test lint bench bench-knn bench-eval bench-generate install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,15 @@ test: $(FULL)
 lint: $(FULL)
 	$(BIN)/ruff check .
 
+# Benchmarks print tables with ratios against baselines measured in the same run.
 bench: $(FULL)
 	$(BIN)/python benchmarks/query_bench.py
+
+bench-knn: $(FULL)
+	$(BIN)/python benchmarks/knn_bench.py
+
+bench-eval: $(FULL)
+	$(BIN)/python benchmarks/eval_bench.py
+
+bench-generate: $(FULL)
+	$(BIN)/python benchmarks/generate_bench.py
