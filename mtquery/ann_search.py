@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from mtquery.engine import Session
 from mtquery.errors import DataError
-from mtquery.query import RESULT_COLUMNS, Filters, run, where_sql
+from mtquery.query import RESULT_COLUMNS, Filters, filtered_locations
 
 RESULT_TYPES = {"unique_id": pa.string(), "grid_cell": pa.string(), "timestamp": pa.string(),
                 "product_id": pa.string(), "centre_lat": pa.float64(),
@@ -32,8 +32,7 @@ def allowed_rows(session: Session, idx, filters: Filters) -> np.ndarray | None:
     """Sorted global row ids of the rows passing ``filters`` (None: no filter)."""
     if filters.empty:
         return None
-    where, params = where_sql(filters, session.shape.has_bbox)
-    table = run(session, f"SELECT source_file, source_row FROM embeddings\n{where}", params)
+    table = filtered_locations(session, filters)
     if table.num_rows == 0:
         return np.empty(0, np.int64)
     offsets = idx.file_offsets()

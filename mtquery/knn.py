@@ -14,7 +14,14 @@ import pyarrow as pa
 from mtquery.duck import describe_error
 from mtquery.engine import Session
 from mtquery.errors import DataError, UsageError
-from mtquery.query import RESULT_COLUMNS, Filters, _conversion_hint, run, where_sql
+from mtquery.query import (
+    RESULT_COLUMNS,
+    Filters,
+    _conversion_hint,
+    filtered_locations,
+    run,
+    where_sql,
+)
 from mtquery.vectorcache import VectorCache, open_cache
 
 BATCH_ROWS = 65_536
@@ -234,14 +241,12 @@ def _unit_query(query: QueryVector, dim: int) -> np.ndarray:
     return q / np.float32(qn)
 
 
-CANDIDATES_SQL = "SELECT source_file, source_row FROM embeddings"
 SCAN_CHUNK = 262_144
 
 
 def candidate_rows(session: Session, cache: VectorCache, filters: Filters) -> np.ndarray:
     """Global rows (cache order) of the fragments passing the filters."""
-    where, params = where_sql(filters, session.shape.has_bbox)
-    t = run(session, f"{CANDIDATES_SQL}\n{where}", params)
+    t = filtered_locations(session, filters)
     files = t.column("source_file").to_pylist()
     return np.sort(cache.global_rows(files, t.column("source_row").to_numpy()))
 

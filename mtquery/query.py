@@ -94,6 +94,16 @@ def _conversion_hint(exc: BaseException) -> str:
     return msg
 
 
+LOCATIONS_SQL = "SELECT source_file, source_row FROM embeddings"
+
+
+def filtered_locations(session: Session, filters: Filters) -> pa.Table:
+    """(source_file, source_row) of every fragment passing the filters: how the exact scan
+    and the ANN index turn a filter into allowed rows."""
+    where, params = where_sql(filters, session.shape.has_bbox)
+    return run(session, f"{LOCATIONS_SQL}\n{where}".rstrip(), params)
+
+
 def search(session: Session, filters: Filters, limit: int | None = 100) -> pa.Table:
     """Fragments matching the filters, ordered by acquisition time, cell and id."""
     if limit is not None and limit <= 0:
