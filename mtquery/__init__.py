@@ -1,8 +1,16 @@
-"""mtquery: generate, query and evaluate Major TOM Earth-observation embeddings."""
+"""mtquery: generate, query and evaluate Major TOM Earth-observation embeddings.
 
-from mtquery.engine import Session, connect, open_session
+    import mtquery
+    mtquery.search("demo", bbox=(-75.8, 37.5, -75.4, 37.8), limit=50)   # pyarrow.Table
+    mtquery.knn("demo", lat=37.6803, lon=-75.548, k=5)                  # pyarrow.Table
+    mtquery.info("demo")                                                # dict
+    con = mtquery.connect("demo")     # DuckDB with views embeddings, acquisitions, cells
+"""
+
+from mtquery.api import info, knn, search
 from mtquery.errors import DataError, MTQueryError, UsageError
 from mtquery.grid import cell_bounds, cells_in_bbox, latlon_to_cell, latlon_to_rowcol, utm_epsg
+from mtquery.session import Session, connect, open_session
 
 __version__ = "0.1.0"
 
@@ -14,8 +22,11 @@ __all__ = [
     "cell_bounds",
     "cells_in_bbox",
     "connect",
+    "info",
+    "knn",
     "latlon_to_cell",
     "latlon_to_rowcol",
     "open_session",
+    "search",
     "utm_epsg",
 ]

@@ -1,4 +1,7 @@
-"""Domain exceptions. The library raises these; only the CLI turns them into exit codes."""
+"""Domain exceptions. The library raises these; only the CLI turns them into exit codes.
+
+Messages name the library's arguments (``k``, ``bbox``, ``start``...); ``argument`` says
+which one was wrong so a front end can point at its own spelling (the CLI's ``--k``)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,10 @@ class MTQueryError(Exception):
     """Base class for every error mtquery reports to a user."""
 
     exit_code = 1
+
+    def __init__(self, message: str, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class UsageError(MTQueryError):

@@ -10,7 +10,6 @@ holds the shards of some files and answers (row ids, scores); a coordinator merg
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mtquery.errors import DataError, UsageError
+from mtquery.store import top_k
 
 
 @dataclass(frozen=True)
@@ -31,43 +31,26 @@ class ShardHits:
 
 
 def merge_topk(hits: Sequence[ShardHits], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Global top-k (ids, scores), best first, from per-shard lists (each best first).
-
-    A k-way heap merge: O(k log shards) after the shards answered; NaN scores are dropped.
-    """
+    """Global top-k (ids, scores), best first, from per-shard lists: the store's top-k over
+    their union (ties by global row id, NaN scores dropped)."""
     if k <= 0:
-        raise UsageError(f"k must be positive (got {k})")
-    lists = []
+        raise UsageError(f"k must be positive (got {k})", "k")
     for h in hits:
-        ids = np.asarray(h.ids, dtype=np.int64)
-        sc = np.asarray(h.scores, dtype=np.float64)
-        if ids.shape != sc.shape:
-            raise DataError(f"shard {h.shard}: {len(ids)} ids but {len(sc)} scores")
-        ok = ~np.isnan(sc)
-        ids, sc = ids[ok], sc[ok]
-        order = np.lexsort((ids, -sc))  # defensive: shards should already be sorted
-        lists.append((h.shard, ids[order], sc[order]))
-    # (neg score, shard, id, position) entries; position walks each list
-    heap = [(-sc[0], shard, int(ids[0]), 0, li) for li, (shard, ids, sc) in enumerate(lists)
-            if len(ids)]
-    heapq.heapify(heap)
-    out_ids: list[int] = []
-    out_sc: list[float] = []
-    while heap and len(out_ids) < k:
-        neg, _shard, rid, pos, li = heapq.heappop(heap)
-        out_ids.append(rid)
-        out_sc.append(-neg)
-        shard, ids, sc = lists[li]
-        if pos + 1 < len(ids):
-            heapq.heappush(heap, (-sc[pos + 1], shard, int(ids[pos + 1]), pos + 1, li))
-    return np.asarray(out_ids, dtype=np.int64), np.asarray(out_sc, dtype=np.float32)
+        if np.shape(h.ids) != np.shape(h.scores):
+            raise DataError(f"shard {h.shard}: {len(h.ids)} ids but {len(h.scores)} scores")
+    if not hits:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    ids = np.concatenate([np.asarray(h.ids, dtype=np.int64) for h in hits])
+    scores = np.concatenate([np.asarray(h.scores, dtype=np.float32) for h in hits])
+    pos, sc = top_k(scores, k, ids)
+    return ids[pos], sc
 
 
 @dataclass
 class Shard:
     """An index over rows [offset, offset + rows) of the global dataset."""
 
-    index: object  # mtquery.ann.AnnIndex
+    index: object  # mtquery.index.AnnIndex
     offset: int
 
     @property
@@ -77,7 +60,7 @@ class Shard:
 
 def open_shards(paths: Sequence[str | Path]) -> list[Shard]:
     """Open per-file indexes in dataset order; global row offsets follow their row counts."""
-    from mtquery.ann import load_index
+    from mtquery.index import load_index
 
     shards, off = [], 0
     dims = set()
@@ -121,7 +104,8 @@ def build_per_file(dataset, log: Callable[[str], None] | None = None, **params) 
     """One index per file of a local dataset, each beside its file (``<file>.mtindex``): the
     unit of work of a distributed build, resumable file by file (a finished, fresh shard is
     kept)."""
-    from mtquery.ann import BuildParams, build_index, load_index
+    from mtquery.index import load_index
+    from mtquery.index_build import BuildParams, build_index
     from mtquery.datasets import resolve
 
     ds = resolve(dataset)
@@ -134,6 +118,6 @@ def build_per_file(dataset, log: Callable[[str], None] | None = None, **params) 
             if log:
                 log(f"{path}: fresh, kept")
         except DataError:
-            build_index(one, path, BuildParams(**params), log=log)
+            build_index(one, path, BuildParams(**params))
         out.append(path)
     return out

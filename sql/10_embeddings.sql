@@ -1,7 +1,8 @@
 -- embeddings: one row per fragment with every standard column (STANDARD.md §6).
 --   embedding    FLOAT[{dim}]  the vector, whatever its layout on disk (list, fixed-size list, Array2D)
 --   timestamp    VARCHAR       acquisition time as written in the source metadata
---   acquired_at  TIMESTAMP     parsed from `timestamp`: S2 style 20200717T105031 or ISO 8601
+--   acquired_at  TIMESTAMP     UTC, parsed from `timestamp`: S2 style 20200717T105031 or ISO 8601 (an offset
+--                              is applied; no offset means UTC; the session time zone is UTC)
 --   geometry     GEOMETRY      fragment footprint, WGS84 lon/lat
 --   bbox         STRUCT        GeoParquet 1.1 bbox covering when the file has one, else NULL
 --   source_file, source_row    where the row lives (file name, row number in that file)
@@ -11,10 +12,10 @@ CREATE OR REPLACE VIEW embeddings AS
 SELECT
     unique_id,
     {embedding} AS embedding,
-    CAST("timestamp" AS VARCHAR) AS "timestamp",
+    {timestamp_text} AS "timestamp",
     coalesce(
-        try_strptime(CAST("timestamp" AS VARCHAR), '%Y%m%dT%H%M%S'),
-        TRY_CAST(CAST("timestamp" AS VARCHAR) AS TIMESTAMP)
+        try_strptime({timestamp_text}, '%Y%m%dT%H%M%S'),
+        timezone('UTC', TRY_CAST({timestamp_text} AS TIMESTAMPTZ))
     ) AS acquired_at,
     product_id,
     grid_cell,

@@ -3,6 +3,7 @@ and only here: 2 for usage errors, 1 for data errors."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -30,10 +31,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    # Each module adds its commands; heavy imports (torch, sklearn, faiss) stay inside commands.
-    from mtquery.cli import eval_cmd, generate_cmd, query_cmds, scale_cmd
+    # One module per command group, each with register(app); heavy imports (torch, sklearn,
+    # faiss) stay inside the commands.
+    from mtquery.cli import eval, generate_cmd, index, optimize, query
 
-    for module in (query_cmds, generate_cmd, eval_cmd, scale_cmd):
+    for module in (query, generate_cmd, eval, optimize, index):
         module.register(app)
 
 
@@ -49,6 +51,33 @@ OPTIONAL_MODULES = {
 }
 
 
+class _NoticeHandler(logging.Handler):
+    """Library notices (logger ``mtquery``) as one stderr line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"mtquery: {record.levelname.lower()}: {record.getMessage()}\n")
+        sys.stderr.flush()
+
+
+def _setup_logging() -> None:
+    log = logging.getLogger("mtquery")
+    if not any(isinstance(h, _NoticeHandler) for h in log.handlers):
+        log.addHandler(_NoticeHandler())
+    log.setLevel(logging.INFO if os.environ.get("MTQUERY_VERBOSE") else logging.WARNING)
+    log.propagate = False
+
+
+def _message(exc: MTQueryError) -> str:
+    """The library's message, pointing at the flag when it names a Python argument."""
+    from mtquery.cli.options import FLAGS
+
+    flag = FLAGS.get(exc.argument or "")
+    text = str(exc)
+    if flag and flag not in text:
+        text += f" ({flag})"
+    return text
+
+
 def _fail(message: str, code: int) -> None:
     sys.stderr.write(f"mtquery: error: {message}\n")
     sys.stderr.flush()
@@ -57,10 +86,11 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turn every error into one line on stderr + exit code."""
+    _setup_logging()
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="mtquery")
     except MTQueryError as exc:
-        _fail(str(exc), exc.exit_code)
+        _fail(_message(exc), exc.exit_code)
     except _ABORTS:
         _fail("aborted", 130)
     except _EXITS as exc:
@@ -83,6 +113,9 @@ def main(argv: list[str] | None = None) -> None:
               f"pip install 'mtquery[{extra}]' (make test installs every extra)", 1)
     except BrokenPipeError:
         raise SystemExit(0) from None
+    except OSError as exc:  # disk full, permission denied...: the OS's words, one line
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _fail(f"{exc.strerror or exc}{where}", 1)
     except Exception as exc:  # the edge: never a traceback unless asked for
         if os.environ.get("MTQUERY_DEBUG"):
             raise

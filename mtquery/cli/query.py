@@ -10,22 +10,23 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-from mtquery.cli.common import (
+from mtquery.cli.options import (
     BBoxOpt,
     CellOpt,
     DatasetOpt,
     EndOpt,
     FormatOpt,
     OutputOpt,
+    QuietOpt,
     ShowSqlOpt,
     StartOpt,
     check_output,
+    pick,
     session_for,
     show_sql,
 )
-from mtquery.errors import DataError, UsageError
-from mtquery.output import write_rows
-from mtquery.params import check_k, check_lat, check_limit, check_lon, parse_bbox, parse_time_range
+from mtquery.cli.output import write_rows
+from mtquery.errors import UsageError
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +47,7 @@ def cell(
 ) -> None:
     """The Major TOM grid cell holding a point, with its bounds and UTM zone."""
     from mtquery import grid
+    from mtquery.filters import check_lat, check_lon
 
     check_output(fmt, output)
     la, lo = check_lat(lat), check_lon(lon)
@@ -61,7 +63,9 @@ def cell(
 
 
 def info(
-    dataset: Annotated[str | None, typer.Argument(help="Dataset (default: demo).")] = None,
+    dataset_arg: Annotated[str | None, typer.Argument(metavar="[DATASET]",
+                                                      help="Dataset (default: demo).")] = None,
+    dataset: DatasetOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
 ) -> None:
     """Rows, dimension, bbox, time range, files and bytes of a dataset."""
@@ -69,7 +73,7 @@ def info(
 
     if fmt not in ("table", "json"):
         raise UsageError(f"info --format must be table or json (got {fmt!r})")
-    session = session_for(dataset)
+    session = session_for(pick(dataset_arg, dataset, "DATASET", "--dataset"))
     data = dataset_info(session)
     if fmt == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -83,20 +87,27 @@ def info(
 
 
 def validate(
-    paths: Annotated[list[str], typer.Argument(help="Files, directories or globs.")],
+    paths: Annotated[list[str] | None, typer.Argument(help="Files, directories or globs.")
+                     ] = None,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", "-d", help="Files, "
+                                                      "directories or globs (repeatable).")
+                       ] = None,
     tolerance_km: Annotated[float, typer.Option(help="How far (km) a fragment may reach "
                                                 "outside its grid cell.")] = 2.0,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Check files against the Major TOM embedding standard; exit 0 only if all checks pass."""
-    from mtquery.progress import progress_bar
+    from mtquery.cli.progress import progress_bar
     from mtquery.validate import validate as run_validate
 
     if fmt not in ("table", "json"):
         raise UsageError(f"validate --format must be table or json (got {fmt!r})")
-    with progress_bar("validating", unit="rows", quiet=quiet) as advance:
-        report = run_validate(paths, tolerance_km, progress=advance)
+    paths = [*(paths or []), *(dataset or [])]
+    if not paths:
+        raise UsageError("give the files to validate: mtquery validate FILE... (or --dataset)")
+    with progress_bar(quiet=quiet) as on_progress:
+        report = run_validate(paths, tolerance_km, progress=on_progress)
     if fmt == "json":
         sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
     else:
@@ -122,15 +133,23 @@ def sql(
     dataset: DatasetOpt = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Value bound to "
                                                     "the next ? placeholder (repeatable).")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="After the views are "
+                                            "created, DuckDB may read the dataset and nothing "
+                                            "else: no COPY TO, ATTACH or other files.")
+                         ] = False,
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
     show: ShowSqlOpt = False,
 ) -> None:
-    """Run SQL against a dataset's views. Values go in as bound --param, never pasted."""
-    from mtquery.query import run
+    """Run SQL against a dataset's views. Values go in as bound --param, never pasted.
+
+    This is a full DuckDB: without --read-only, a statement may write files (COPY ... TO),
+    attach databases and read any file this user can read."""
+    from mtquery.search import run
 
     check_output(fmt, output)
-    session = session_for(dataset, all_extensions=True)  # users may call vss functions
+    session = session_for(dataset, all_extensions=True,  # users may call vss functions
+                          read_only=read_only)
     params = list(param or [])
     show_sql(show, statement, params)
     table = run(session, statement, params)
@@ -149,11 +168,12 @@ def search(
     show: ShowSqlOpt = False,
 ) -> None:
     """Fragments whose geometry intersects --bbox and whose acquisition date is in
-    [--start, --end] (inclusive)."""
-    from mtquery.query import Filters, run, search_sql
+    [--start, --end] (inclusive, UTC)."""
+    from mtquery.filters import Filters, check_limit
+    from mtquery.search import run, search_sql
 
     check_output(fmt, output)
-    filters = Filters(bbox=parse_bbox(bbox), time=parse_time_range(start, end), cell=cell)
+    filters = Filters.of(bbox, start, end, cell)
     check_limit(limit)
     session = session_for(dataset)
     statement, params = search_sql(filters, limit, session.shape.has_bbox)
@@ -166,7 +186,11 @@ def knn(
     lat: Annotated[float | None, typer.Option(help="Query by the fragment covering this "
                                               "point (with --lon).")] = None,
     lon: Annotated[float | None, typer.Option(help="Longitude of the query point.")] = None,
-    id: Annotated[str | None, typer.Option("--id", help="Query by unique_id.")] = None,
+    id: Annotated[str | None, typer.Option("--id", help="Query by unique_id (or a unique "
+                                           "prefix of 8+ characters).")] = None,
+    ids: Annotated[str | None, typer.Option("--ids", help="Query by several examples: "
+                                            "comma-separated unique_ids (their mean "
+                                            "direction).")] = None,
     vector: Annotated[Path | None, typer.Option(help="Query by a vector in a .npy file.")] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Number of neighbours.")] = 10,
     bbox: BBoxOpt = None,
@@ -184,39 +208,27 @@ def knn(
     output: OutputOpt = None,
     show: ShowSqlOpt = False,
 ) -> None:
-    """Cosine nearest neighbours of a point's fragment, a unique_id or a vector: through the
-    dataset's index when one was built ('mtquery index build'), else (or --exact) a scan."""
-    from mtquery import knn as knn_mod
-    from mtquery.query import Filters
+    """Cosine nearest neighbours of a point's fragment, a unique_id, several ids or a vector:
+    through the dataset's index when one was built ('mtquery index build'), else (or --exact)
+    an exact scan."""
+    from mtquery.exact import scan_sql
+    from mtquery.filters import Filters, check_k
+    from mtquery.knn import knn as run_knn
+    from mtquery.resolve import point_query_params, point_query_sql, resolve_query
 
     check_output(fmt, output)
-    given = [x for x in ((lat is not None or lon is not None), id is not None,
-                         vector is not None) if x]
-    if len(given) != 1:
-        raise UsageError("give exactly one query: --lat LAT --lon LON, --id UNIQUE_ID or "
-                         "--vector FILE.npy")
-    if (lat is None) != (lon is None):
-        raise UsageError("--lat and --lon go together, e.g. --lat 37.65 --lon -75.6")
     check_k(k)
+    id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids is not None else None
     if exact and index is not None:
         raise UsageError("--exact and --index exclude each other")
-    filters = Filters(bbox=parse_bbox(bbox), time=parse_time_range(start, end), cell=cell)
-    if lat is not None:
-        la, lo = check_lat(lat), check_lon(lon)
-    if vector is not None and not vector.is_file():
-        raise DataError(f"no such vector file: {vector}")
+    filters = Filters.of(bbox, start, end, cell)
     session = session_for(dataset)
-    if lat is not None:
-        show_sql(show, knn_mod.point_query_sql(session.shape.has_bbox))
-        query = knn_mod.query_from_point(session, la, lo)
-    elif id is not None:
-        query = knn_mod.query_from_id(session, id)
-    else:
-        query = knn_mod.query_from_file(vector, session.dim)
-    exclude = query.unique_id is not None and not include_self
-    statement, params = knn_mod.scan_sql(filters, session.shape.has_bbox, exclude)
-    show_sql(show, statement, [*params, query.unique_id] if exclude else params)
-    result = knn_mod.knn(session, query, k, filters, include_self, exact=exact, index=index)
+    if lat is not None and lon is not None:
+        has_bbox = session.shape.has_bbox
+        show_sql(show, point_query_sql(has_bbox), point_query_params(lat, lon, has_bbox))
+    query = resolve_query(session, lat=lat, lon=lon, id=id, ids=id_list, vector=vector)
+    show_sql(show, *scan_sql(filters, session.shape.has_bbox))
+    result = run_knn(session, query, k, filters, include_self, exact=exact, index=index)
     title = None
     if query.unique_id:
         title = (f"{k} nearest to {query.unique_id[:12]}... (cell {query.grid_cell}, "

@@ -1,0 +1,92 @@
+"""The Python API: what the command line does, as functions returning ``pyarrow.Table``.
+
+Each takes ``dataset`` as anything ``mtquery.datasets.resolve`` accepts (path, directory,
+glob, list, URL, catalog name; default ``$MTQUERY_DATASET`` or ``demo``) or an open
+``Session`` (reused, not closed). Rows and columns equal the CLI's ``--format json`` output,
+plus ``geometry`` (WKB) for the fragment footprint."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from mtquery.filters import BBox, Filters
+from mtquery.session import DatasetArg, Session, open_session
+
+BBoxArg = str | Sequence[float] | BBox | None
+TimeArg = str | dt.date | None
+
+
+@contextlib.contextmanager
+def _session(dataset: DatasetArg | Session) -> Iterator[Session]:
+    if isinstance(dataset, Session):
+        yield dataset
+        return
+    s = open_session(dataset)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+GEOMETRY_SQL = ("SELECT unique_id, ST_AsWKB(geometry) AS geometry FROM embeddings\n"
+                "WHERE unique_id IN (SELECT unnest(CAST(? AS VARCHAR[])))")
+
+
+def with_geometry(session: Session, table: pa.Table) -> pa.Table:
+    """``table`` with a ``geometry`` column (WKB) looked up by unique_id."""
+    from mtquery.search import run
+
+    ids = table.column("unique_id").to_pylist()
+    found = run(session, GEOMETRY_SQL, [ids]) if ids else None
+    lookup = dict(zip(found.column("unique_id").to_pylist(),
+                      found.column("geometry").to_pylist())) if found is not None else {}
+    return table.append_column("geometry", pa.array([lookup.get(i) for i in ids],
+                                                    pa.binary()))
+
+
+def search(dataset: DatasetArg | Session = None, bbox: BBoxArg = None, start: TimeArg = None,
+           end: TimeArg = None, cell: str | None = None, limit: int | None = 100,
+           geometry: bool = True) -> pa.Table:
+    """Fragments intersecting ``bbox`` (min_lon, min_lat, max_lon, max_lat) acquired in
+    [``start``, ``end``] (UTC, inclusive) in grid ``cell``, by time, cell and id."""
+    from mtquery.search import search as run_search
+
+    filters = Filters.of(bbox, start, end, cell)
+    with _session(dataset) as s:
+        table = run_search(s, filters, limit)
+        return with_geometry(s, table) if geometry else table
+
+
+def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
+        lon: float | None = None, id: str | None = None, ids: Sequence[str] | None = None,
+        vector: np.ndarray | str | Path | None = None, k: int = 10, bbox: BBoxArg = None,
+        start: TimeArg = None, end: TimeArg = None, cell: str | None = None,
+        include_self: bool = False, exact: bool = False, index: str | Path | None = None,
+        geometry: bool = True) -> pa.Table:
+    """The k fragments most similar (cosine) to the query: the fragment covering
+    ``lat``/``lon``, the fragment ``id``, the mean direction of ``ids``, or ``vector``;
+    among those passing ``bbox`` / ``start`` / ``end`` / ``cell``."""
+    from mtquery.filters import check_k
+    from mtquery.knn import knn as run_knn
+    from mtquery.resolve import resolve_query
+
+    check_k(k)
+    filters = Filters.of(bbox, start, end, cell)
+    with _session(dataset) as s:
+        query = resolve_query(s, lat=lat, lon=lon, id=id, ids=ids, vector=vector)
+        table = run_knn(s, query, k, filters, include_self, exact=exact, index=index)
+        return with_geometry(s, table) if geometry else table
+
+
+def info(dataset: DatasetArg | Session = None) -> dict:
+    """Rows, dimension, bbox, time range, grid cells, files and bytes of a dataset."""
+    from mtquery.info import dataset_info
+
+    with _session(dataset) as s:
+        return dataset_info(s)

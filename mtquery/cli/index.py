@@ -1,0 +1,97 @@
+"""``mtquery index build`` / ``index info``: the approximate kNN index of a dataset.
+Heavy imports (faiss) stay inside the commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtquery.cli.options import QuietOpt, pick
+from mtquery.errors import UsageError
+
+index_app = typer.Typer(name="index", help="Approximate nearest-neighbour index of a dataset "
+                        "(used by 'mtquery knn' when present).", no_args_is_help=True)
+
+IndexDirAlias = Annotated[Path | None, typer.Option("--index-dir", hidden=True,
+                                                    file_okay=False,
+                                                    help="Old name of --output.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def build(
+    dataset_arg: Annotated[str | None, typer.Argument(metavar="[DATASET]", help="Local "
+                                                      "dataset: file, directory or glob.")
+                           ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Local dataset: "
+                                                "file, directory or glob.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the "
+                                                "index (default: beside the data).",
+                                                file_okay=False)] = None,
+    index_dir: IndexDirAlias = None,
+    kind: Annotated[str, typer.Option(help="Index kind: ivf-sq8 (PCA + IVF + 8-bit codes + "
+                                      "exact rerank).")] = "ivf-sq8",
+    nlist: Annotated[int | None, typer.Option(help="IVF lists (default ~sqrt(rows)).")] = None,
+    pca_dim: Annotated[int | None, typer.Option(help="Code dimension (default dim/2).")
+                       ] = None,
+    nprobe: Annotated[int | None, typer.Option(help="Lists probed (default: calibrated for "
+                                               "recall@10 >= 0.97).")] = None,
+    rerank: Annotated[int, typer.Option(help="Candidates rescored exactly (k above half of "
+                                        "it is answered by an exact scan).")] = 256,
+    sidecar: Annotated[str, typer.Option(help="Stored vectors: float32 (exact) or "
+                                         "float16.")] = "float32",
+    threads: Annotated[int | None, typer.Option(help="Build threads.")] = None,
+    exact_cache: Annotated[bool, typer.Option("--exact-cache/--no-exact-cache", hidden=True,
+                                              help="No effect: the exact scan now reads the "
+                                              "index's own vector store.")] = True,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build (or rebuild) the approximate kNN index of a local dataset. Its vector store also
+    serves exact scans ('mtquery knn --exact')."""
+    from mtquery.cli.progress import progress_bar
+    from mtquery.index_build import BuildParams, build_index
+
+    ds = pick(dataset_arg, dataset, "DATASET", "--dataset")
+    if ds is None:
+        raise UsageError("give the dataset to index: mtquery index build DATASET")
+    out = pick(output, index_dir, "--output", "--index-dir")
+    params = BuildParams(kind=kind, nlist=nlist, pca_dim=pca_dim, rerank=rerank,
+                         nprobe=nprobe, sidecar=sidecar, threads=threads)
+    with progress_bar(quiet) as on_progress:
+        path = build_index(ds, out, params, progress=on_progress)
+    sys.stdout.write(f"{path}\n")
+
+
+@index_app.command("info")
+def info(
+    dataset_arg: Annotated[str | None, typer.Argument(metavar="[DATASET]", help="Dataset "
+                                                      "whose index to show (checks it is "
+                                                      "fresh).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset whose index "
+                                                "to show.")] = None,
+    index: Annotated[Path | None, typer.Option("--index", help="Index directory.",
+                                               file_okay=False)] = None,
+    index_dir: IndexDirAlias = None,
+) -> None:
+    """Show an index's parameters, sizes and calibration; with DATASET, check it is fresh."""
+    from mtquery.datasets import resolve
+    from mtquery.index import default_index_dir, index_info, load_index
+
+    ds_spec = pick(dataset_arg, dataset, "DATASET", "--dataset")
+    path = pick(index, index_dir, "--index", "--index-dir")
+    if ds_spec is None and path is None:
+        raise UsageError("give a DATASET or --index")
+    ds = resolve(ds_spec) if ds_spec is not None else None
+    path = path or default_index_dir(ds)
+    data = index_info(path)
+    if ds is not None:
+        load_index(path, ds)  # raises a DataError when stale / mismatched / truncated
+        data["status"] = "fresh"
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")

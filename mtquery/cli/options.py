@@ -1,0 +1,99 @@
+"""Options shared by the commands, one spelling each: ``--dataset/-d`` for what is read,
+``--output/-o`` for what is written, ``--start/--end`` for time windows. Old spellings
+(``--embeddings``, ``--out``, ``--date-from``, ``--date-to``, ``--index-dir``) stay as hidden
+aliases for one release."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtquery.errors import UsageError
+from mtquery.session import Session, open_session
+
+DATASET_HELP = ("File, directory, glob, comma-separated list, URL (https://, hf://) or catalog "
+                "name (demo, siglip, dinov2, ssl4eo-s2l1c, ssl4eo-s1rtc). Default: demo.")
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option("--dataset", "-d", envvar="MTQUERY_DATASET", show_envvar=True,
+                 help=DATASET_HELP),
+]
+EmbeddingsAlias = Annotated[
+    str | None, typer.Option("--embeddings", "-e", hidden=True, help="Old name of --dataset.")
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="Output format: table | json | csv | parquet.")
+]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write to FILE (atomically) instead of "
+                              "stdout.", dir_okay=False)
+]
+OutAlias = Annotated[
+    Path | None, typer.Option("--out", hidden=True, help="Old name of --output.")
+]
+ShowSqlOpt = Annotated[
+    bool, typer.Option("--show-sql", help="Print the SQL that runs (and its bound parameters) "
+                       "to stderr.")
+]
+BBoxOpt = Annotated[
+    str | None, typer.Option("--bbox", help="min_lon,min_lat,max_lon,max_lat, e.g. "
+                             "-75.8,37.5,-75.4,37.8")
+]
+StartOpt = Annotated[
+    str | None, typer.Option("--start", help="Earliest acquisition (inclusive, UTC), e.g. "
+                             "2020-01-01.")
+]
+EndOpt = Annotated[
+    str | None, typer.Option("--end", help="Latest acquisition (inclusive, UTC), e.g. "
+                             "2020-12-31.")
+]
+DateFromAlias = Annotated[
+    str | None, typer.Option("--date-from", hidden=True, help="Old name of --start.")
+]
+DateToAlias = Annotated[
+    str | None, typer.Option("--date-to", hidden=True, help="Old name of --end.")
+]
+CellOpt = Annotated[
+    str | None, typer.Option("--cell", help="Only this grid cell, e.g. 451U_946L.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+#: library argument names -> the flag a CLI user typed (for error messages)
+FLAGS = {"k": "--k", "lat": "--lat", "lon": "--lon", "bbox": "--bbox", "start": "--start",
+         "end": "--end", "cell": "--cell", "limit": "--limit", "id": "--id", "ids": "--ids",
+         "vector": "--vector", "exact": "--exact", "query": "--lat/--lon, --id or --vector",
+         "output": "--output", "dataset": "--dataset"}
+
+
+def pick(new: object, old: object, new_flag: str, old_flag: str) -> object:
+    """The value of an option given under its new or its old (hidden) name, not both."""
+    if new is not None and old is not None:
+        raise UsageError(f"{old_flag} is the old name of {new_flag}; give only {new_flag}")
+    return new if new is not None else old
+
+
+def show_sql(enabled: bool, sql: str, params: list | None = None) -> None:
+    if not enabled:
+        return
+    text = sql.rstrip().rstrip(";") + ";"
+    if params:
+        text += f"\n-- parameters: {params!r}"
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def session_for(dataset: str | None, all_extensions: bool = False,
+                read_only: bool = False) -> Session:
+    from mtquery.session import EXTENSIONS
+
+    return open_session(dataset, extensions=EXTENSIONS if all_extensions else None,
+                        read_only=read_only)
+
+
+def check_output(fmt: str, output: Path | None) -> None:
+    from mtquery.cli.output import check_output_args
+
+    check_output_args(fmt, output)
