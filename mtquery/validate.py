@@ -19,6 +19,7 @@ import shapely
 from mtquery.datasets import resolve
 from mtquery.errors import DataError, MTQueryError
 from mtquery.grid import parse_cells, rowcol_bounds
+from mtquery.pixel_order import detect_pixel_bbox_order
 from mtquery.schema import check_columns, embedding_matrix
 
 BATCH_ROWS = 32_768
@@ -171,10 +172,6 @@ def _check_batch(batch: pa.RecordBatch, path: str, report: Report, tol_km: float
 
 
 def _pixel_order(tables: list[pa.Table]) -> str | None:
-    try:
-        from mtquery.generate.pixel_order import detect_pixel_bbox_order
-    except ImportError:
-        return None
     if not tables:
         return None
     return detect_pixel_bbox_order(pa.concat_tables(tables, promote_options="permissive"))

@@ -23,7 +23,7 @@ from pyproj import Transformer
 
 from mtquery.generate import fragment_grid, fragment_offsets
 from mtquery.generate.fragment import core_window_origin
-from mtquery.generate.pixel_order import detect_pixel_bbox_order
+from mtquery.pixel_order import detect_pixel_bbox_order
 from mtquery.schema import check_columns
 
 DATA = Path(__file__).parent / "data"
