@@ -125,7 +125,8 @@ def main() -> None:
 
     import faiss
 
-    from mtquery.ann import BuildParams, build_index, load_index
+    from mtquery.index import load_index
+    from mtquery.index_build import BuildParams, build_index
     from mtquery.optimize import optimize
     from mtquery.synth import SynthSpec, write
 
@@ -202,9 +203,8 @@ def main() -> None:
     # ---------------------------------------------------------------- filtered kNN (~1 %)
     log("filtered kNN")
     from mtquery import open_session
-    from mtquery.ann_search import allowed_rows
-    from mtquery.params import parse_bbox
-    from mtquery.query import Filters
+    from mtquery.exact import allowed_ids
+    from mtquery.filters import Filters, parse_bbox
 
     session = open_session(str(opt))
     cen = session.con.execute("SELECT centre_lon, centre_lat FROM embeddings "
@@ -215,7 +215,7 @@ def main() -> None:
         for _ in range(60):
             f = Filters(bbox=parse_bbox(f"{lon - half},{lat - half},{lon + half},{lat + half}"),
                         **({"time": time_filter} if time_filter else {}))
-            cnt = len(allowed_rows(session, idx, f))
+            cnt = len(allowed_ids(session, idx.store, f))
             if cnt >= target * n:
                 return f, cnt
             half *= 1.15
@@ -225,7 +225,7 @@ def main() -> None:
     for lon, lat in cen[:20]:
         f, cnt = box_for(0.01, lon, lat)
         t0 = time.perf_counter()
-        allowed = allowed_rows(session, idx, f)
+        allowed = allowed_ids(session, idx.store, f)
         filt_ms = (time.perf_counter() - t0) * 1e3
         qi = int(allowed[len(allowed) // 2])
         q = np.array(x[qi])
@@ -244,8 +244,8 @@ def main() -> None:
 
     # ---------------------------------------------------------------- bbox + time layout
     log("bbox+time layout query")
-    from mtquery.params import parse_time_range
-    from mtquery.query import search_sql
+    from mtquery.filters import parse_time_range
+    from mtquery.search import search_sql
 
     tr = parse_time_range("2019-01-01", "2022-12-31")
     f_bt, cnt = box_for(0.001, *cen[20], time_filter=tr)
@@ -355,7 +355,7 @@ def main() -> None:
 def vss_row(x, mv: int, dim: int, truth_pair, timeout: float) -> tuple:
     import pyarrow as pa
 
-    from mtquery.duck import new_connection
+    from mtquery.session import new_connection
 
     sq, st = truth_pair
     con = new_connection(extensions=("vss",))

@@ -20,9 +20,11 @@ import numpy as np
 
 import mtquery
 from mtquery import grid
-from mtquery.knn import QueryVector, exact_knn
-from mtquery.params import parse_bbox
-from mtquery.query import Filters, search
+from mtquery.exact import exact_knn
+from mtquery.resolve import QueryVector
+from mtquery.filters import parse_bbox
+from mtquery.filters import Filters
+from mtquery.search import search
 from mtquery.schema import embedding_matrix
 from mtquery.synth import SynthSpec, write
 

@@ -150,3 +150,21 @@ def stream_knn(session: Session, query: QueryVector, k: int, filters: Filters,
         return with_skipped(result_table(scores, None), skipped)
     rows, scores = drop_ids(rows, scores, exclude, k)
     return with_skipped(result_table(scores, rows), skipped)
+
+
+def exact_knn(session: Session, query: QueryVector, k: int = 10,
+              filters: Filters | None = None, include_self: bool = False,
+              use_cache: bool = True, store: VectorStore | None = None) -> pa.Table:
+    """Exact top-k: over ``store`` when given, else the dataset's cached store (built on first
+    use for local data, see ``mtquery.cache``), else streamed from the Parquet files
+    (remote data, ``use_cache=False``, or the cache unavailable)."""
+    from mtquery.cache import cached_store
+    from mtquery.filters import check_k
+
+    check_k(k)
+    filters = filters or Filters()
+    if store is None and use_cache:
+        store = cached_store(session.dataset, session.dim)
+    if store is not None:
+        return store_knn(session, store, query, k, filters, include_self)
+    return stream_knn(session, query, k, filters, include_self)

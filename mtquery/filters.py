@@ -43,14 +43,16 @@ def _finite(value: object, what: str, example: str) -> float:
 def check_lat(value: float | str, what: str = "lat") -> float:
     lat = _finite(value, what, "40.58")
     if not -90 <= lat <= 90:
-        raise UsageError(f"{what} must be within -90..90, e.g. 40.58 (got {value})", what)
+        raise UsageError(f"{what} must be a latitude within -90..90, e.g. 40.58 (got {value})",
+                         what)
     return lat
 
 
 def check_lon(value: float | str, what: str = "lon") -> float:
     lon = _finite(value, what, "-111.66")
     if not -180 <= lon <= 180:
-        raise UsageError(f"{what} must be within -180..180, e.g. -111.66 (got {value})", what)
+        raise UsageError(f"{what} must be a longitude within -180..180, e.g. -111.66 "
+                         f"(got {value})", what)
     return lon
 
 

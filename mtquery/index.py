@@ -201,16 +201,17 @@ def check_fresh(store: VectorStore, dataset: Dataset, path: Path) -> None:
         what = (f"{len(extra)} file(s) not in the index, e.g. {extra[0]}" if extra else
                 f"{len(missing)} indexed file(s) not in the dataset, e.g. {missing[0]}"
                 if missing else "the files are in a different order")
-        raise DataError(f"the index at {path} was built for another dataset: {what}; {hint}")
+        raise DataError(f"the index at {path} was built for another dataset: {what}; {hint}",
+                        "exact")
     for f in store.fingerprint:
         try:
             st = Path(f["path"]).stat()
         except OSError:
-            raise DataError(f"indexed file {f['path']} is gone; {hint}") from None
+            raise DataError(f"indexed file {f['path']} is gone; {hint}", "exact") from None
         if st.st_size != f["size"] or st.st_mtime_ns != f["mtime_ns"]:
             raise DataError(f"the index at {path} is stale: {f['path']} changed after "
                             f"indexing ({f['size']} -> {st.st_size} bytes, mtime changed); "
-                            f"{hint}")
+                            f"{hint}", "exact")
 
 
 def load_index(path: str | Path, dataset: Dataset | None = None) -> AnnIndex:

@@ -28,7 +28,7 @@ def knn(session: Session, query: QueryVector, k: int = 10, filters: Filters | No
     ``exact=True`` always scans; ``index`` names an index directory (default: the dataset's
     own, when built). Rows with zero / invalid vectors never match; how many were skipped is
     in the table's metadata (``mtquery.store.skipped_of``) and logged."""
-    from mtquery.exact import store_knn, stream_knn
+    from mtquery.exact import exact_knn, store_knn
 
     check_k(k)
     if exact and index is not None:
@@ -50,10 +50,8 @@ def knn(session: Session, query: QueryVector, k: int = 10, filters: Filters | No
                      idx.max_k)
             result = store_knn(session, idx.store, query, k, filters, include_self)
     else:
-        store = _exact_store(session)
-        result = (store_knn(session, store, query, k, filters, include_self)
-                  if store is not None else stream_knn(session, query, k, filters,
-                                                       include_self))
+        result = exact_knn(session, query, k, filters, include_self,
+                           store=_index_store(session))
     skipped = skipped_of(result)
     if skipped:
         log.warning("skipped %d fragment(s) whose vector is zero or not finite", skipped)
@@ -66,9 +64,9 @@ def _may_have_index(session: Session) -> bool:
     return find_index(session.dataset) is not None
 
 
-def _exact_store(session: Session):
-    """The store an exact scan reads: the index's when a fresh index exists, else the cache."""
-    from mtquery.cache import cached_store
+def _index_store(session: Session):
+    """The store of the dataset's index, when a fresh one exists (the exact scan reads it
+    instead of building a cache)."""
     from mtquery.errors import DataError
     from mtquery.index import STORE, check_fresh, find_index
     from mtquery.store import load_store
@@ -81,4 +79,4 @@ def _exact_store(session: Session):
             return store
         except DataError:
             pass  # stale or foreign index: the cache serves the exact scan
-    return cached_store(session.dataset, session.dim)
+    return None

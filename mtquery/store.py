@@ -66,7 +66,7 @@ def unit_query(vector: np.ndarray, dim: int) -> np.ndarray:
     length or is zero / not finite (cosine distance is undefined)."""
     q = np.asarray(vector, dtype=np.float32).reshape(-1)
     if q.shape[0] != dim:
-        raise DataError(f"query vector has {q.shape[0]} values, the dataset's embeddings {dim}")
+        raise DataError(f"query vector has {q.shape[0]} values, the embeddings are {dim}-d")
     qn = float(np.linalg.norm(q))
     if qn == 0 or not np.isfinite(qn):
         raise DataError("the query vector is zero or not finite; cosine distance is undefined")

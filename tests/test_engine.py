@@ -10,8 +10,8 @@ import pytest
 import synth
 
 import mtquery
-from mtquery import datasets, views
-from mtquery.duck import extension_file, new_connection
+from mtquery import datasets, session
+from mtquery.session import extension_file, new_connection
 from mtquery.errors import DataError, UsageError
 
 
@@ -26,7 +26,7 @@ def test_extensions_load_from_package_files():
 
 
 def test_sql_files_are_packaged():
-    names = [n for n, _ in views.sql_files()]
+    names = [n for n, _ in session.sql_files()]
     assert "10_embeddings.sql" in names and "20_acquisitions.sql" in names
 
 
@@ -137,7 +137,7 @@ def test_mixed_dimensions_within_file(tmp_path):
     t = t.set_column(t.schema.get_field_index("embedding"), "embedding", emb)
     pq.write_table(t, tmp_path / "m.parquet")
     s = mtquery.open_session(str(tmp_path / "m.parquet"))
-    from mtquery.query import run
+    from mtquery.search import run
 
     with pytest.raises(DataError, match="mixed embedding dimensions|FLOAT"):
         run(s, "SELECT embedding FROM embeddings")

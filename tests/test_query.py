@@ -12,9 +12,11 @@ import synth
 
 import mtquery
 from mtquery.errors import DataError, UsageError
-from mtquery.knn import QueryVector, exact_knn, query_from_id, query_from_point
-from mtquery.params import parse_bbox, parse_time_range
-from mtquery.query import Filters, search
+from mtquery.exact import exact_knn
+from mtquery.resolve import QueryVector, query_from_id, query_from_point
+from mtquery.filters import parse_bbox, parse_time_range
+from mtquery.filters import Filters
+from mtquery.search import search
 
 
 def _acquired(table):
@@ -125,7 +127,7 @@ def test_knn_empty_filter_gives_empty_result(small_dataset, use_cache):
 
 
 def test_vector_cache_follows_file_changes(tmp_path):
-    from mtquery.vectorcache import fingerprint
+    from mtquery.cache import stat_key as fingerprint
 
     path = tmp_path / "c.parquet"
     synth.write(synth.make_table(200, dim=8, seed=1), path)

@@ -11,9 +11,11 @@ from rangeserver import RangeServer
 
 import mtquery
 from mtquery.datasets import demo_path
-from mtquery.knn import QueryVector, exact_knn
-from mtquery.params import parse_bbox
-from mtquery.query import Filters, search
+from mtquery.exact import exact_knn
+from mtquery.resolve import QueryVector
+from mtquery.filters import parse_bbox
+from mtquery.filters import Filters
+from mtquery.search import search
 
 
 @pytest.fixture(scope="module")

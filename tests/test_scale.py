@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtquery import open_session
-from mtquery.ann import BuildParams, build_index, load_index
+from mtquery.index import load_index
+from mtquery.index_build import BuildParams, build_index
 from mtquery.datasets import resolve
 from mtquery.errors import DataError, UsageError
 from mtquery.optimize import optimize, row_groups_kept
@@ -106,8 +107,8 @@ def test_optimize_prunes_row_groups(raw, opt):
     kept, total = row_groups_kept(sorted(opt.glob("*.parquet")), bbox)
     assert kept < total / 2
     assert row_groups_kept([raw], bbox) == (total, total)  # no covering column: no pruning
-    from mtquery.params import parse_bbox
-    from mtquery.query import Filters, search
+    from mtquery.filters import Filters, parse_bbox
+    from mtquery.search import search
 
     f = Filters(bbox=parse_bbox(BBOX))
     a = search(open_session(str(raw)), f, None).column("unique_id").to_pylist()
@@ -328,7 +329,7 @@ def test_shard_search_equals_global_exact(raw, tmp_path):
 
 
 def test_search_index_interface(index):
-    from mtquery.ann import search_index
+    from mtquery.index import search_index
 
     idx = load_index(index)
     q = np.asarray(idx.vectors[11])
