@@ -89,21 +89,27 @@ def _looks_like_name(text: str) -> bool:
     return not any(ch in text for ch in "/\\.*?[") and not is_remote(text)
 
 
+def _visible(path: Path, root: Path) -> bool:
+    """False for files under a hidden folder (``.mtquery-staging``, ``.git``...) or with a
+    hidden name: staging of killed runs is never read as data."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def _expand_local(text: str) -> list[Path]:
     path = Path(text).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        files = sorted(p for p in path.rglob("*.parquet") if p.is_file() and _visible(p, path))
         if not files:
             raise DataError(f"no .parquet files under directory {text}")
         return files
+    if path.is_file():  # a name with glob characters (star[1].parquet) that exists as it is
+        return [path]
     if any(ch in text for ch in GLOB_CHARS):
         files = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)
-                       if Path(p).is_file())
+                       if Path(p).is_file() and not Path(p).name.startswith("."))
         if not files:
             raise DataError(f"no files match {text}")
         return files
-    if path.is_file():
-        return [path]
     raise DataError(f"no such file or directory: {text}")
 
 
