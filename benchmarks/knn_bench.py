@@ -245,7 +245,7 @@ def main() -> None:
     # ---------------------------------------------------------------- bbox + time layout
     log("bbox+time layout query")
     from mtquery.filters import parse_time_range
-    from mtquery.search import search_sql
+    from mtquery.search_sql import search_sql
 
     tr = parse_time_range("2019-01-01", "2022-12-31")
     f_bt, cnt = box_for(0.001, *cen[20], time_filter=tr)

@@ -24,7 +24,7 @@ from mtquery.exact import exact_knn
 from mtquery.resolve import QueryVector
 from mtquery.filters import parse_bbox
 from mtquery.filters import Filters
-from mtquery.search import search
+from mtquery.search_sql import search
 from mtquery.schema import embedding_matrix
 from mtquery.synth import SynthSpec, write
 

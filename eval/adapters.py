@@ -11,7 +11,7 @@
 
 Patches are embedded with :func:`mtquery.generate.embed_patches` (one fragment per patch, so
 ``pixel_bbox`` = [0, 0, h, w]); the label file holds ``unique_id`` and ``labels`` (a list), for
-``--join unique_id``.
+``join="unique_id"``.
 """
 
 from __future__ import annotations
@@ -166,15 +166,15 @@ def _table(infos: list[dict], X: np.ndarray, model: str) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-def embed_benchmark(kind: str, root: str | Path, *, model: str = "spectral", out: str | Path,
+def embed_benchmark(kind: str, root: str | Path, *, model: str = "spectral", output: str | Path,
                     labels_out: str | Path, weights: str | None = None,
                     device: str | None = None, batch_size: int = 64,
                     limit: int | None = None) -> dict:
-    """Embed a benchmark and write ``out`` (embedding GeoParquet) and ``labels_out``."""
+    """Embed a benchmark and write ``output`` (embedding GeoParquet) and ``labels_out``."""
     from mtquery.generate import embed_patches, get_model_spec
 
     if kind not in KINDS:
-        raise UsageError(f"unknown benchmark {kind!r}; choose one of {', '.join(KINDS)}")
+        raise UsageError(f"unknown benchmark {kind!r}; choose one of {', '.join(KINDS)}", "kind")
     spec = get_model_spec(model)
     if kind == "bigearthnet":
         images, infos = read_bigearthnet(root, tuple(spec.bands), limit)
@@ -189,7 +189,7 @@ def embed_benchmark(kind: str, root: str | Path, *, model: str = "spectral", out
                        "labels": pa.array([i["labels"] for i in infos],
                                           pa.list_(pa.string())),
                        "patch": pa.array([i["name"] for i in infos], pa.string())})
-    with atomic_path(out) as tmp_e, atomic_path(labels_out) as tmp_l:
+    with atomic_path(output) as tmp_e, atomic_path(labels_out) as tmp_l:
         pq.write_table(table, tmp_e)
         pq.write_table(labels, tmp_l)
     classes = sorted({c for i in infos for c in i["labels"]})

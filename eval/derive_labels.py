@@ -14,7 +14,7 @@ covered are left unlabelled). Rules:
 * ``auto``: ``scl`` where the scene has an SCL layer, else ``ndwi``.
 
 The output (Parquet) has ``unique_id``, ``label``, ``rule``, ``water_fraction``,
-``scl_class``, ``valid_fraction`` and ``source``; evaluate with ``--join unique_id``.
+``scl_class``, ``valid_fraction`` and ``source``; evaluate with ``join="unique_id"``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtquery.engine import open_session
 from mtquery.errors import DataError, UsageError
 from mtquery.fsio import atomic_path
+from mtquery.session import open_session
 
 RULES = ("auto", "ndwi", "scl")
 SCL_NAMES = {0: "no_data", 1: "saturated_defective", 2: "dark_area", 3: "cloud_shadow",
@@ -123,21 +123,22 @@ def label_fragment(scene: Scene, bounds, rule: str) -> dict | None:
             "valid_fraction": vf}
 
 
-def derive(embeddings, out: str | Path, rule: str = "auto",
+def derive(dataset, output: str | Path, rule: str = "auto",
            sources: list[str | Path] | None = None) -> dict:
-    """Label every fragment of ``embeddings`` that a source scene covers; write ``out``."""
+    """Label every fragment of ``dataset`` that a source scene covers; write ``output``."""
     import shapely
 
     if rule not in RULES:
-        raise UsageError(f"--rule must be one of {', '.join(RULES)}")
+        raise UsageError(f"rule must be one of {', '.join(RULES)}, got {rule!r}", "rule")
     folders = [Path(s) for s in (sources or default_sources())]
     if not folders:
-        raise DataError("no source scenes given (--source DIR) and the shared data folder "
-                        "is not there")
+        raise DataError("no source scenes given (sources) and the shared data folder "
+                        "is not there", "sources")
     scenes = [Scene(f) for f in folders if Path(f).is_dir()]
     if not scenes:
-        raise DataError(f"no source scene folders found: {', '.join(map(str, folders))}")
-    session = open_session(embeddings)
+        raise DataError(f"no source scene folders found: {', '.join(map(str, folders))}",
+                        "sources")
+    session = open_session(dataset)
     try:
         tbl = session.con.execute(
             "SELECT unique_id, utm_footprint, utm_crs FROM embeddings "
@@ -166,7 +167,7 @@ def derive(embeddings, out: str | Path, rule: str = "auto",
         raise DataError("no fragment of the dataset lies on a source scene (matching UTM CRS "
                         "and footprint)")
     table = pa.table(rows)
-    with atomic_path(out) as tmp:
+    with atomic_path(output) as tmp:
         pq.write_table(table, tmp)
     counts: dict[str, int] = {}
     for v in rows["label"]:

@@ -1,12 +1,16 @@
-"""Classification and retrieval metrics, in numpy, with the definitions spelled out.
+"""Classification and retrieval metrics, with the definitions spelled out.
+
+Classification metrics are scikit-learn's (imported inside the functions, so ``import mtquery``
+stays light); retrieval metrics are computed here, because their cut-off and normalisation
+(AP@k over ``min(k, n_rel)``) have no scikit-learn counterpart.
 
 Single-label (``y_true``, ``y_pred`` class indices over ``n_classes``):
   OA = correct / n; balanced accuracy = mean recall over classes present in ``y_true``;
-  per-class F1 = 2 TP / (2 TP + FP + FN) (0 when a class is neither true nor predicted);
-  macro-F1 = mean per-class F1 over classes present in ``y_true`` or ``y_pred``.
+  per-class F1 = 2 TP / (2 TP + FP + FN), reported for classes present in ``y_true`` or
+  ``y_pred``; macro-F1 = the mean of those.
 Multi-label (``Y_true`` 0/1, ``scores`` in [0, 1], prediction = score >= 0.5):
   mAP = mean over classes with a positive in ``Y_true`` of average precision
-  (AP = sum_n (R_n - R_{n-1}) P_n over distinct score thresholds, as scikit-learn);
+  (AP = sum_n (R_n - R_{n-1}) P_n over distinct score thresholds);
   micro-F1 from pooled TP/FP/FN; macro-F1 = mean per-class F1 over classes with a true or
   predicted positive.
 Retrieval (``rel``: (q, K) 0/1 relevance of the ranked results, ``n_rel``: relevant items in the
@@ -19,82 +23,65 @@ database per query), for each k <= K:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    return cm
-
-
 def single_label(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
-    n = len(classes)
-    cm = confusion(y_true, y_pred, n)
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
-    denom = support + predicted
-    f1 = np.divide(2 * tp, denom, out=np.zeros(n), where=denom > 0)
-    present = support > 0
-    recall = np.divide(tp, support, out=np.zeros(n), where=present)
-    active = denom > 0
+    support = np.bincount(y_true, minlength=len(classes))
+    # classes present in the truth or the predictions: scikit-learn's default label set
+    active = np.union1d(y_true, y_pred)
+    if len(y_true) == 0:
+        return {"oa": 0.0, "balanced_accuracy": 0.0, "macro_f1": 0.0, "per_class_f1": {},
+                "support": {}}
+    f1 = f1_score(y_true, y_pred, labels=active, average=None, zero_division=0.0)
+    with warnings.catch_warnings():
+        # "y_pred contains classes not in y_true": those classes are left out, as intended
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = balanced_accuracy_score(y_true, y_pred)
     return {
-        "oa": float(tp.sum() / max(len(y_true), 1)),
-        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
-        "macro_f1": float(f1[active].mean()) if active.any() else 0.0,
-        "per_class_f1": {c: float(f1[i]) for i, c in enumerate(classes) if active[i]},
-        "support": {c: int(support[i]) for i, c in enumerate(classes) if present[i]},
+        "oa": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced),
+        "macro_f1": float(f1.mean()),
+        "per_class_f1": {classes[c]: float(v) for c, v in zip(active, f1, strict=True)},
+        "support": {c: int(support[i]) for i, c in enumerate(classes) if support[i] > 0},
     }
-
-
-def average_precision(y: np.ndarray, s: np.ndarray) -> float:
-    """Non-interpolated AP of one class (scikit-learn's definition, ties grouped)."""
-    y = np.asarray(y).astype(bool)
-    s = np.asarray(s, dtype=np.float64)
-    n_pos = y.sum()
-    if n_pos == 0:
-        return float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    tps = np.cumsum(y)
-    fps = np.cumsum(~y)
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each distinct score
-    tp, fp = tps[last], fps[last]
-    precision = tp / (tp + fp)
-    recall = tp / n_pos
-    prev = np.r_[0.0, recall[:-1]]
-    return float(np.sum((recall - prev) * precision))
 
 
 def multi_label(Y_true: np.ndarray, scores: np.ndarray, classes: list[str],
                 threshold: float = 0.5) -> dict:
+    from sklearn.metrics import average_precision_score, f1_score
+
     Y_true = np.asarray(Y_true).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     Y_pred = scores >= threshold
-    tp = (Y_true & Y_pred).sum(axis=0).astype(np.float64)
-    fp = (~Y_true & Y_pred).sum(axis=0).astype(np.float64)
-    fn = (Y_true & ~Y_pred).sum(axis=0).astype(np.float64)
-    denom = 2 * tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros(len(classes)), where=denom > 0)
-    active = denom > 0
-    aps = np.array([average_precision(Y_true[:, j], scores[:, j]) for j in range(len(classes))])
     has_pos = Y_true.any(axis=0)
-    micro_den = 2 * tp.sum() + fp.sum() + fn.sum()
+    active = has_pos | Y_pred.any(axis=0)
+    # nan for a class that is neither true nor predicted; such classes are not reported
+    f1 = f1_score(Y_true, Y_pred, average=None, zero_division=np.nan)
+    aps = {j: float(average_precision_score(Y_true[:, j], scores[:, j]))
+           for j in np.flatnonzero(has_pos)}
     return {
-        "map": float(np.mean(aps[has_pos])) if has_pos.any() else 0.0,
-        "micro_f1": float(2 * tp.sum() / micro_den) if micro_den > 0 else 0.0,
+        "map": float(np.mean(list(aps.values()))) if aps else 0.0,
+        "micro_f1": float(f1_score(Y_true, Y_pred, average="micro", zero_division=0.0)),
         "macro_f1": float(f1[active].mean()) if active.any() else 0.0,
         "per_class_f1": {c: float(f1[j]) for j, c in enumerate(classes) if active[j]},
-        "per_class_ap": {c: float(aps[j]) for j, c in enumerate(classes) if has_pos[j]},
+        "per_class_ap": {classes[j]: ap for j, ap in aps.items()},
         "support": {c: int(Y_true[:, j].sum()) for j, c in enumerate(classes) if has_pos[j]},
     }
 
 
 def retrieval(rel: np.ndarray, n_rel: np.ndarray, ks: list[int]) -> dict:
-    """Mean P@k, R@k, AP@k, nDCG@k over queries with at least one relevant item."""
+    """Mean P@k, R@k, AP@k, nDCG@k over queries with at least one relevant item.
+
+    Hand-written: scikit-learn's ``ndcg_score`` would need each query's relevance over the
+    whole database (q x N) for the ideal DCG, and its ``average_precision_score`` has no
+    cut-off; the cumulative sums below give every k in one pass."""
     rel = np.asarray(rel, dtype=np.float64)
     n_rel = np.asarray(n_rel, dtype=np.float64)
     keep = n_rel > 0

@@ -1,8 +1,9 @@
 """Linear probe and k-NN classifier on the same seeded splits.
 
-Linear probe: features standardised on the training side (mean/std), scikit-learn
+Linear probe: features standardised on the training side (scikit-learn ``StandardScaler``),
 ``LogisticRegression`` (lbfgs; multinomial for single-label, one-vs-rest for multi-label).
-k-NN: cosine similarity on L2-normalised vectors, k = 1, 5, 20 (capped at the training size);
+k-NN: cosine similarity on L2-normalised vectors, k = 1, 5, 20 (capped at the training size),
+neighbours ranked by ``mtquery.store.top_k_rows`` (ties to the lower training row);
 single-label: majority vote, ties to the larger summed similarity; multi-label: a class's score
 is the fraction of the k neighbours that have it (predicted at >= 0.5).
 """
@@ -16,35 +17,25 @@ import numpy as np
 
 from mtquery.errors import DataError, UsageError
 from mtquery.eval import metrics
-from mtquery.eval.data import LabelledSet
-from mtquery.eval.splits import Split, choose_h3_resolution, h3_cells, random_split, spatial_split
+from mtquery.eval.dataset import LabelledSet
+from mtquery.eval.splits import (
+    SPLITS,
+    Split,
+    choose_h3_resolution,
+    h3_cells,
+    random_split,
+    spatial_split,
+    typical_spacing_km,
+)
+from mtquery.store import top_k_rows, unit_rows
 
 KNN_KS = (1, 5, 20)
 MIN_SAMPLES = 10
 
 
-def drop_rare_classes(ds: LabelledSet, min_count: int) -> tuple[LabelledSet, list[str]]:
-    """Remove classes with fewer than ``min_count`` samples (single-label: their samples go;
-    multi-label: the class is removed from each label set, empty sets go)."""
-    counts: dict[str, int] = {}
-    for t in ds.labels:
-        for c in t:
-            counts[c] = counts.get(c, 0) + 1
-    rare = sorted(c for c, n in counts.items() if n < min_count)
-    if not rare:
-        return ds, []
-    rare_set = set(rare)
-    new_labels = [tuple(c for c in t if c not in rare_set) for t in ds.labels]
-    keep = np.array([i for i, t in enumerate(new_labels) if t], dtype=np.int64)
-    sub = ds.subset(keep)
-    sub.labels = [new_labels[i] for i in keep]
-    sub.classes = sorted({c for t in sub.labels for c in t})
-    return sub, rare
-
-
 def check_task(ds: LabelledSet, seeds: list[int]) -> None:
     if len(set(seeds)) != len(seeds) or not seeds:
-        raise UsageError("--seeds must be a non-empty list of distinct integers")
+        raise UsageError("seeds must be a non-empty list of distinct integers", "seeds")
     if len(ds.classes) < 2:
         only = ds.classes[0] if ds.classes else "none"
         raise DataError(f"the labels hold a single class ({only!r}) after the join; a probe "
@@ -62,32 +53,19 @@ def make_split(ds: LabelledSet, kind: str, seed: int, train_fraction: float,
     if kind == "spatial":
         assert cells is not None
         return spatial_split(cells, seed, train_fraction, buffer_rings)
-    raise UsageError(f"unknown split {kind!r}; choose random or spatial")
-
-
-def _normalise(X: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(X, axis=1, keepdims=True)
-    return (X / np.maximum(n, 1e-12)).astype(np.float32, copy=False)
+    raise UsageError(f"unknown split {kind!r}; choose random or spatial", "split")
 
 
 def knn_neighbours(train: np.ndarray, test: np.ndarray, k: int,
                    batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Top-k cosine neighbours (indices into ``train``, similarities), ties to the lower index."""
-    A = _normalise(train)
-    B = _normalise(test)
+    A = unit_rows(train)
+    B = unit_rows(test)
     k = min(k, len(A))
     idx = np.empty((len(B), k), dtype=np.int64)
     sim = np.empty((len(B), k), dtype=np.float32)
     for s in range(0, len(B), batch):
-        S = B[s:s + batch] @ A.T
-        if k < S.shape[1]:
-            part = np.argpartition(S, S.shape[1] - k, axis=1)[:, -k:]
-        else:
-            part = np.broadcast_to(np.arange(S.shape[1]), S.shape).copy()
-        vals = np.take_along_axis(S, part, axis=1)
-        order = np.lexsort((part, -vals), axis=1)
-        idx[s:s + batch] = np.take_along_axis(part, order, axis=1)
-        sim[s:s + batch] = np.take_along_axis(vals, order, axis=1)
+        idx[s:s + batch], sim[s:s + batch] = top_k_rows(B[s:s + batch] @ A.T, k)
     return idx, sim
 
 
@@ -113,12 +91,11 @@ def linear_probe(Xtr: np.ndarray, Xte: np.ndarray, ytr: np.ndarray, multi: bool,
     """Fit on standardised features; return predictions (single) or scores (multi)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
 
-    mu = Xtr.mean(axis=0, dtype=np.float64).astype(np.float32)
-    sd = Xtr.std(axis=0, dtype=np.float64).astype(np.float32)
-    sd[sd < 1e-8] = 1.0
-    A = (Xtr - mu) / sd
-    B = (Xte - mu) / sd
+    scaler = StandardScaler().fit(Xtr)
+    A = scaler.transform(Xtr)
+    B = scaler.transform(Xte)
     info = {"converged": True}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -190,7 +167,7 @@ def evaluate_split(ds: LabelledSet, split: Split, *, ks: tuple[int, ...] = KNN_K
 HEADLINE = {False: ("oa", "balanced_accuracy", "macro_f1"), True: ("map", "micro_f1", "macro_f1")}
 
 
-def summarise(runs: list[dict], multi: bool) -> dict:
+def summarise(runs: list[dict]) -> dict:
     """mean ± std over seeds of every scalar metric, per method; per-class F1 means."""
     out: dict = {}
     methods = ["linear"] + [f"knn/{k}" for k in (runs[0].get("knn") or {})]
@@ -221,8 +198,8 @@ def run_probe(ds: LabelledSet, *, splits: list[str], seeds: list[int],
     "gap": {...}, "spatial": {...}}."""
     check_task(ds, seeds)
     for s in splits:
-        if s not in ("random", "spatial"):
-            raise UsageError(f"unknown split {s!r}; choose random, spatial or both")
+        if s not in SPLITS:
+            raise UsageError(f"unknown split {s!r}; choose random, spatial or both", "split")
     result: dict = {"splits": {}}
     cells = None
     if "spatial" in splits:
@@ -231,15 +208,13 @@ def run_probe(ds: LabelledSet, *, splits: list[str], seeds: list[int],
             chosen = "from data spacing (finest res with mean edge >= 2 x spacing)"
         else:
             if not 0 <= h3_res <= 15:
-                raise UsageError("--h3-res must be between 0 and 15")
-            res, spacing, chosen = h3_res, None, "set"
-            from mtquery.eval.splits import typical_spacing_km
-
+                raise UsageError(f"h3_res must be between 0 and 15, got {h3_res}", "h3_res")
+            res, chosen = h3_res, "set"
             spacing = typical_spacing_km(ds.lat, ds.lon)
         cells = h3_cells(ds.lat, ds.lon, res)
         result["spatial"] = {"h3_res": int(res), "resolution": chosen,
-                             "typical_spacing_km": None if spacing is None or not np.isfinite(
-                                 spacing) else round(float(spacing), 4)}
+                             "typical_spacing_km": round(float(spacing), 4)
+                             if np.isfinite(spacing) else None}
     timings: dict = {"linear_s": 0.0, "knn_s": 0.0}
     for kind in splits:
         runs = []
@@ -252,7 +227,7 @@ def run_probe(ds: LabelledSet, *, splits: list[str], seeds: list[int],
             for k, v in r.pop("_timings").items():
                 timings[k] += v
             runs.append(r)
-        result["splits"][kind] = {"runs": runs, "summary": summarise(runs, ds.multi_label)}
+        result["splits"][kind] = {"runs": runs, "summary": summarise(runs)}
     if "random" in splits and "spatial" in splits:
         gap: dict = {}
         for method, entry in result["splits"]["random"]["summary"].items():

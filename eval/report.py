@@ -24,7 +24,7 @@ def expand(paths: list[str]) -> list[Path]:
         else:
             files.append(Path(p))
     if not files:
-        raise UsageError("give at least one results JSON file")
+        raise UsageError("give at least one results JSON file", "paths")
     return files
 
 
@@ -202,12 +202,13 @@ def _plot_pca(doc: dict, path: Path) -> bool:
     return True
 
 
-def make_report(paths: list[str], out_dir: str | Path, plots: bool = True) -> dict[str, str]:
+def make_report(paths: list[str], output: str | Path, plots: bool = True) -> dict[str, str]:
+    """Write ``report.md``, ``report.html`` and the plots into the folder ``output``."""
     files = expand(paths)
     docs = [load(p) for p in files]
-    out = Path(out_dir)
+    out = Path(output)
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out-dir {out} is a file")
+        raise UsageError(f"output {out} is a file; the report needs a folder", "output")
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
     images: list[tuple[str, str]] = []

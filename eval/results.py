@@ -72,14 +72,15 @@ def pca_rgb_sample(X: np.ndarray, lat: np.ndarray, lon: np.ndarray, seed: int = 
 
 
 def pca_rgb(X: np.ndarray) -> np.ndarray:
-    A = X.astype(np.float64) - X.mean(axis=0, dtype=np.float64)
-    if len(A) < 2:
-        return np.full((len(A), 3), 0.5)
-    _, _, vt = np.linalg.svd(A, full_matrices=False)
-    comps = vt[:3]
-    # fix the sign of each component so the output does not depend on the SVD routine
-    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
-    P = A @ (comps * signs[:, None]).T
+    """First three principal components (exact SVD) scaled to [0, 1] per component (2-98 %
+    percentiles). Each component's sign makes its largest loading positive (scikit-learn's
+    convention), so the colours do not depend on the SVD routine."""
+    from sklearn.decomposition import PCA
+
+    if len(X) < 2:
+        return np.full((len(X), 3), 0.5)
+    n = min(3, *X.shape)
+    P = PCA(n_components=n, svd_solver="full").fit_transform(np.asarray(X, dtype=np.float64))
     if P.shape[1] < 3:
         P = np.pad(P, ((0, 0), (0, 3 - P.shape[1])))
     lo = np.percentile(P, 2, axis=0)

@@ -12,8 +12,8 @@ import numpy as np
 
 from mtquery.errors import DataError, UsageError
 from mtquery.eval import metrics
-from mtquery.eval.data import LabelledSet, sha256_lines
-from mtquery.eval.probe import _normalise
+from mtquery.eval.dataset import LabelledSet, sha256_lines
+from mtquery.store import top_k_rows, unit_rows
 
 
 def parse_ks(text: str | list[int]) -> list[int]:
@@ -23,18 +23,19 @@ def parse_ks(text: str | list[int]) -> list[int]:
         try:
             ks = [int(v) for v in str(text).split(",") if v.strip()]
         except ValueError as exc:
-            raise UsageError(f"--k must be comma-separated integers, got {text!r}") from exc
+            raise UsageError(f"ks must be comma-separated integers, got {text!r}",
+                             "ks") from exc
     if not ks or any(k < 1 for k in ks):
-        raise UsageError("--k values must be positive integers")
+        raise UsageError(f"ks must be positive integers, got {text!r}", "ks")
     return sorted(set(ks))
 
 
 def exact_search(X: np.ndarray, q_idx: np.ndarray, K: int, exclude: np.ndarray | None = None,
                  batch: int = 256) -> tuple[np.ndarray, float]:
     """Top-K cosine neighbours of rows ``q_idx`` among all rows but the query itself (and rows
-    sharing its ``exclude`` key, when given). Ties go to the lower row index. Returns
-    (indices (q, K), seconds)."""
-    Xn = _normalise(X)
+    sharing its ``exclude`` key, when given), ranked by ``mtquery.store.top_k_rows``: ties go
+    to the lower row index. Returns (indices (q, K), seconds)."""
+    Xn = unit_rows(X)
     out = np.empty((len(q_idx), K), dtype=np.int64)
     t0 = time.perf_counter()
     for s in range(0, len(q_idx), batch):
@@ -44,10 +45,7 @@ def exact_search(X: np.ndarray, q_idx: np.ndarray, K: int, exclude: np.ndarray |
         if exclude is not None:
             for r, q in enumerate(qi):
                 S[r, exclude == exclude[q]] = -np.inf
-        part = np.argpartition(S, S.shape[1] - K, axis=1)[:, -K:]
-        vals = np.take_along_axis(S, part, axis=1)
-        order = np.lexsort((part, -vals), axis=1)
-        out[s:s + batch] = np.take_along_axis(part, order, axis=1)
+        out[s:s + batch] = top_k_rows(S, K)[0]
     return out, time.perf_counter() - t0
 
 
@@ -79,7 +77,7 @@ def relevance(ds: LabelledSet, q_idx: np.ndarray, found: np.ndarray,
 
 def pick_queries(n: int, n_queries: int, seed: int) -> np.ndarray:
     if n_queries < 1:
-        raise UsageError("--queries must be at least 1")
+        raise UsageError(f"n_queries must be at least 1, got {n_queries}", "n_queries")
     rng = np.random.default_rng(seed)
     if n_queries >= n:
         return np.arange(n)
@@ -123,7 +121,7 @@ def mtquery_index_compare(ds: LabelledSet, q_idx: np.ndarray, exact: np.ndarray,
     sorted_rows = grows[order]
     K = max(ks) + 1
     info: dict = {"index": "mtquery " + str(getattr(idx, "path", "index")), "build_s": 0.0}
-    Xn = _normalise(ds.X)
+    Xn = unit_rows(ds.X)
     lat = np.empty(len(q_idx))
     ann = np.full((len(q_idx), K - 1), -1, dtype=np.int64)
     for r, q in enumerate(q_idx):
@@ -144,8 +142,9 @@ def ann_compare(X: np.ndarray, q_idx: np.ndarray, exact: np.ndarray, ks: list[in
     try:
         import faiss
     except ImportError as exc:
-        raise UsageError("--ann needs faiss (pip install 'mtquery[index]')") from exc
-    Xn = _normalise(X)
+        raise UsageError(f"ann={index!r} needs faiss (pip install 'mtquery[index]')",
+                         "ann") from exc
+    Xn = unit_rows(X)
     K = max(ks) + 1
     info: dict = {}
     t0 = time.perf_counter()
@@ -158,7 +157,7 @@ def ann_compare(X: np.ndarray, q_idx: np.ndarray, exact: np.ndarray, ks: list[in
     else:
         p = Path(index)
         if not p.is_file():
-            raise DataError(f"ANN index file not found: {index}")
+            raise DataError(f"ANN index file not found: {index}", "ann")
         idx = faiss.read_index(str(p))
         if idx.ntotal != len(Xn) or idx.d != Xn.shape[1]:
             raise DataError(f"ANN index {index} holds {idx.ntotal} x {idx.d} vectors; the "
@@ -190,7 +189,7 @@ def run_retrieval(ds: LabelledSet, *, ks: list[int], n_queries: int, seed: int,
                         "needs at least 2 classes to be informative")
     K = max(ks)
     if len(ds) < K + 1:
-        raise DataError(f"{len(ds)} labelled fragments; --k {K} needs at least {K + 1}")
+        raise DataError(f"{len(ds)} labelled fragments; k = {K} needs at least {K + 1}", "ks")
     exclude = ds.grid_cell.astype(str) if exclude_same_cell else None
     q_idx = pick_queries(len(ds), n_queries, seed)
     timings: dict = {}
@@ -216,7 +215,7 @@ def run_retrieval(ds: LabelledSet, *, ks: list[int], n_queries: int, seed: int,
         out["per_class_map"] = per
     if ann:
         if exclude is not None:
-            raise UsageError("--ann cannot be combined with --exclude-same-cell")
+            raise UsageError("ann cannot be combined with exclude_same_cell", "ann")
         t0 = time.perf_counter()
         out["ann"] = (mtquery_index_compare(ds, q_idx, found, ks, ann_index)
                       if ann_index is not None else ann_compare(ds.X, q_idx, found, ks, ann))

@@ -6,19 +6,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mtquery.engine import open_session
-from mtquery.errors import UsageError
+from mtquery.errors import DataError, UsageError
 from mtquery.eval import results
-from mtquery.eval.data import (
+from mtquery.eval.dataset import (
     LabelledSet,
     dataset_fingerprint,
     dataset_models,
     load_labelled,
     sha256_lines,
 )
-from mtquery.eval.probe import drop_rare_classes, run_probe
+from mtquery.eval.probe import run_probe
 from mtquery.eval.retrieval import parse_ks, run_retrieval
-from mtquery.eval.splits import cap_per_class, one_per_cell_date
+from mtquery.eval.sampling import sample
+from mtquery.eval.splits import SPLITS
+from mtquery.session import open_session
 
 
 def parse_seeds(text: str | list[int] | tuple[int, ...]) -> list[int]:
@@ -28,56 +29,45 @@ def parse_seeds(text: str | list[int] | tuple[int, ...]) -> list[int]:
         try:
             seeds = [int(v) for v in str(text).split(",") if v.strip()]
         except ValueError as exc:
-            raise UsageError(f"--seeds must be comma-separated integers, got {text!r}") from exc
+            raise UsageError(f"seeds must be comma-separated integers, got {text!r}",
+                             "seeds") from exc
     if not seeds or len(set(seeds)) != len(seeds):
-        raise UsageError("--seeds must be a non-empty list of distinct integers")
+        raise UsageError("seeds must be a non-empty list of distinct integers", "seeds")
     return seeds
 
 
 def parse_splits(split: str) -> list[str]:
     if split == "both":
-        return ["random", "spatial"]
-    if split in ("random", "spatial"):
+        return list(SPLITS)
+    if split in SPLITS:
         return [split]
-    raise UsageError(f"--split must be random, spatial or both, got {split!r}")
+    raise UsageError(f"split must be random, spatial or both, got {split!r}", "split")
 
 
-def _check_out(out: str | Path | None) -> None:
-    if out is not None and Path(out).is_dir():
-        raise UsageError(f"--out {out} is a directory; give a file name")
+def _check_output(output: str | Path | None) -> None:
+    if output is not None and Path(output).is_dir():
+        raise UsageError(f"output {output} is a directory; give a file name", "output")
 
 
-def load(embeddings, labels, *, label_col, join, multi_label, window_days, date_from, date_to,
+def load(dataset, labels, *, label_col, join, multi_label, window_days, start, end,
          max_per_class, one_per_cell, sample_seed, min_class_count
          ) -> tuple[LabelledSet, dict, list[str], dict, dict]:
     timings: dict = {}
     t0 = time.perf_counter()
-    session = open_session(embeddings)
+    session = open_session(dataset)
     timings["open_dataset_s"] = time.perf_counter() - t0
     try:
         ds = load_labelled(session, labels, label_col=label_col, join=join,
                            multi_label=multi_label, window_days=window_days,
-                           date_from=date_from, date_to=date_to)
+                           start=start, end=end)
         fingerprint = dataset_fingerprint(session)
         models = dataset_models(session)
     finally:
         session.close()
     timings["load_s"] = time.perf_counter() - t0
     timings.update(ds.info.pop("_timings", {}))
-    sampling: dict = {"matched": len(ds)}
-    if one_per_cell:
-        keep = one_per_cell_date(ds.grid_cell, ds.timestamp, ds.unique_id, sample_seed)
-        ds = ds.subset(keep)
-        sampling["after_one_per_cell_date"] = len(ds)
-    if max_per_class:
-        keep = cap_per_class(ds.labels, int(max_per_class), sample_seed)
-        ds = ds.subset(keep)
-        sampling["after_max_per_class"] = len(ds)
-    dropped: list[str] = []
-    if min_class_count and min_class_count > 1:
-        ds, dropped = drop_rare_classes(ds, int(min_class_count))
-    sampling["dropped_rare_classes"] = dropped
-    sampling["used"] = len(ds)
+    ds, sampling = sample(ds, one_per_cell=one_per_cell, max_per_class=max_per_class,
+                          min_class_count=min_class_count, seed=sample_seed)
     fingerprint["rows_used"] = len(ds)
     fingerprint["rows_used_sha256"] = sha256_lines(sorted(ds.unique_id.tolist()))
     counts: dict[str, int] = {}
@@ -90,22 +80,24 @@ def load(embeddings, labels, *, label_col, join, multi_label, window_days, date_
     return ds, fingerprint, models, task, timings
 
 
-def linear_probe(embeddings, labels, *, label_col: str | None = None, join: str = "unique_id",
+def linear_probe(dataset, labels, *, label_col: str | None = None, join: str = "unique_id",
                  split: str = "random", seeds="0,1,2", train_fraction: float = 0.8,
                  h3_res: int | None = None, buffer_rings: int = 0, multi_label: str = "auto",
-                 window_days: int | None = None, date_from: str | None = None,
-                 date_to: str | None = None, max_per_class: int | None = None,
+                 window_days: int | None = None, start: str | None = None,
+                 end: str | None = None, max_per_class: int | None = None,
                  one_per_cell: bool = False, sample_seed: int = 0, min_class_count: int = 2,
                  knn: bool = True, max_iter: int = 1000, C: float = 1.0,
-                 out: str | Path | None = None, argv: list[str] | None = None,
+                 output: str | Path | None = None, argv: list[str] | None = None,
                  pca_map: bool = True) -> dict:
-    _check_out(out)
+    """Linear probe and k-NN of ``dataset``'s vectors against ``labels`` (see
+    ``mtquery eval linear-probe``); the results document, also written to ``output``."""
+    _check_output(output)
     seed_list = parse_seeds(seeds)
     split_list = parse_splits(split)
     t_all = time.perf_counter()
     ds, fp, models, task, timings = load(
-        embeddings, labels, label_col=label_col, join=join, multi_label=multi_label,
-        window_days=window_days, date_from=date_from, date_to=date_to,
+        dataset, labels, label_col=label_col, join=join, multi_label=multi_label,
+        window_days=window_days, start=start, end=end,
         max_per_class=max_per_class, one_per_cell=one_per_cell, sample_seed=sample_seed,
         min_class_count=min_class_count)
     label_info = dict(ds.info)
@@ -126,43 +118,45 @@ def linear_probe(embeddings, labels, *, label_col: str | None = None, join: str 
                                                               "solver": "lbfgs"}}
     doc = results.build("linear-probe", argv=argv, dataset=fp, labels=label_info, models=models,
                         config=config, task=task, metrics=res, timings=timings, extra=extra)
-    results.write(doc, out)
+    results.write(doc, output)
     return doc
 
 
-def _mtquery_index(embeddings):
+def _mtquery_index(dataset):
     """The dataset's own ANN index (``mtquery index build``), checked fresh."""
     from mtquery.ann import find_index, load_index
     from mtquery.datasets import resolve
-    from mtquery.errors import DataError
 
-    ds = resolve(embeddings)
+    ds = resolve(dataset)
     path = find_index(ds)
     if path is None:
-        raise DataError("--ann index: the dataset has no index; run 'mtquery index build' first")
+        raise DataError("ann='index': the dataset has no index; run 'mtquery index build' "
+                        "first", "ann")
     return load_index(path, ds)
 
 
-def retrieval(embeddings, labels, *, label_col: str | None = None, join: str = "unique_id",
+def retrieval(dataset, labels, *, label_col: str | None = None, join: str = "unique_id",
               ks="1,5,10,50", n_queries: int = 1000, seed: int = 0,
               multi_label: str = "auto", window_days: int | None = None,
-              date_from: str | None = None, date_to: str | None = None,
+              start: str | None = None, end: str | None = None,
               max_per_class: int | None = None, one_per_cell: bool = False,
               min_class_count: int = 2, exclude_same_cell: bool = False,
-              ann: str | None = None, out: str | Path | None = None,
+              ann: str | None = None, output: str | Path | None = None,
               argv: list[str] | None = None, pca_map: bool = True) -> dict:
-    _check_out(out)
+    """Retrieval metrics of ``dataset``'s vectors with same-label relevance from ``labels``
+    (see ``mtquery eval retrieval``); the results document, also written to ``output``."""
+    _check_output(output)
     k_list = parse_ks(ks)
     t_all = time.perf_counter()
     ds, fp, models, task, timings = load(
-        embeddings, labels, label_col=label_col, join=join, multi_label=multi_label,
-        window_days=window_days, date_from=date_from, date_to=date_to,
+        dataset, labels, label_col=label_col, join=join, multi_label=multi_label,
+        window_days=window_days, start=start, end=end,
         max_per_class=max_per_class, one_per_cell=one_per_cell, sample_seed=seed,
         min_class_count=min_class_count)
     label_info = dict(ds.info)
     res = run_retrieval(ds, ks=k_list, n_queries=n_queries, seed=seed,
                         exclude_same_cell=exclude_same_cell, ann=ann,
-                        ann_index=_mtquery_index(embeddings) if ann == "index" else None)
+                        ann_index=_mtquery_index(dataset) if ann == "index" else None)
     timings.update(res.pop("_timings"))
     # latencies are timings, not metrics: keep `metrics` reproducible
     latency = {"exact_ms_per_query_batched": res.pop("exact_latency_ms_per_query_batched")}
@@ -181,5 +175,5 @@ def retrieval(embeddings, labels, *, label_col: str | None = None, join: str = "
               "relevance": "shares a label with the query"}
     doc = results.build("retrieval", argv=argv, dataset=fp, labels=label_info, models=models,
                         config=config, task=task, metrics=res, timings=timings, extra=extra)
-    results.write(doc, out)
+    results.write(doc, output)
     return doc

@@ -1,6 +1,6 @@
-"""Train/test splits (random, stratified for single-label; spatial by H3 cell) and balanced
-sampling. Every split is a pure function of its inputs and the seed, and has a hash of its
-membership so two runs can be compared."""
+"""Train/test splits (random, stratified for single-label; spatial by H3 cell). Every split
+is a pure function of its inputs and the seed, and has a hash of its membership so two runs
+can be compared."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ class Split:
 
 def _check_fraction(train_fraction: float) -> None:
     if not 0.0 < train_fraction < 1.0:
-        raise UsageError(f"--train-fraction must be between 0 and 1, got {train_fraction}")
+        raise UsageError(f"train_fraction must be between 0 and 1, got {train_fraction}",
+                         "train_fraction")
 
 
 def random_split(n: int, seed: int, train_fraction: float = 0.8,
@@ -122,7 +123,7 @@ def spatial_split(cells: np.ndarray, seed: int, train_fraction: float = 0.8,
     uniq, inverse, counts = np.unique(cells.astype(str), return_inverse=True, return_counts=True)
     if len(uniq) < 2:
         raise DataError(f"a spatial split needs fragments in at least 2 H3 cells, found "
-                        f"{len(uniq)}; set a finer --h3-res")
+                        f"{len(uniq)}; set a finer h3_res", "h3_res")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(uniq))
     target = (1.0 - train_fraction) * len(cells)
@@ -153,39 +154,7 @@ def spatial_split(cells: np.ndarray, seed: int, train_fraction: float = 0.8,
     test = np.nonzero(is_test)[0]
     if len(train) == 0:
         raise DataError("the spatial split left no training samples; use a smaller "
-                        "--buffer-rings or a finer --h3-res")
+                        "buffer_rings or a finer h3_res", "buffer_rings")
     info = {"h3_cells": int(len(uniq)), "test_cells": int(test_cells.sum()),
             "buffer_rings": int(buffer_rings), "buffer_dropped": dropped}
     return Split("spatial", seed, train, test, info)
-
-
-def cap_per_class(labels: list[tuple[str, ...]], cap: int, seed: int) -> np.ndarray:
-    """Indices keeping at most ``cap`` samples per class (multi-label: a sample is kept while
-    any of its classes is under the cap), in a seeded order; returned sorted."""
-    if cap < 1:
-        raise UsageError("--max-per-class must be at least 1")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(labels))
-    counts: dict[str, int] = {}
-    keep = []
-    for i in order:
-        t = labels[i]
-        if any(counts.get(c, 0) < cap for c in t):
-            keep.append(i)
-            for c in t:
-                counts[c] = counts.get(c, 0) + 1
-    return np.sort(np.array(keep, dtype=np.int64))
-
-
-def one_per_cell_date(grid_cell: np.ndarray, timestamp: np.ndarray, ids: np.ndarray,
-                      seed: int) -> np.ndarray:
-    """One fragment per (grid cell, acquisition date): the one with the smallest
-    sha256(seed, unique_id), so the choice does not depend on row order."""
-    best: dict[tuple[str, str], tuple[str, int]] = {}
-    for i, (c, t, u) in enumerate(zip(grid_cell, timestamp, ids, strict=True)):
-        day = str(t)[:10].replace("-", "")[:8]
-        key = (str(c), day)
-        h = hashlib.sha256(f"{seed}:{u}".encode()).hexdigest()
-        if key not in best or h < best[key][0]:
-            best[key] = (h, i)
-    return np.sort(np.array([v[1] for v in best.values()], dtype=np.int64))

@@ -2,24 +2,28 @@
 
 Public API: :func:`embed_patches`, :func:`get_model_spec`, :func:`list_models`,
 :func:`fragment_offsets` and the pipeline :func:`generate` (lazy; heavy imports happen on use).
+A new model family: :class:`Family` + :func:`register_family`, rows via :func:`register_model`.
 """
 
+from mtquery.generate.family import Built, Family, register_family
 from mtquery.generate.fragment import (
     core_window_origin,
     fragment_footprints,
     fragment_grid,
     fragment_offsets,
 )
-from mtquery.generate.models import (
+from mtquery.generate.models import embed_patches, load_model
+from mtquery.generate.registry import (
     REGISTRY,
     ModelSpec,
-    embed_patches,
     get_model_spec,
     list_models,
+    register_model,
 )
 
-__all__ = ["REGISTRY", "ModelSpec", "core_window_origin", "embed_patches", "fragment_footprints",
-           "fragment_grid", "fragment_offsets", "generate", "get_model_spec", "list_models"]
+__all__ = ["REGISTRY", "Built", "Family", "ModelSpec", "core_window_origin", "embed_patches",
+           "fragment_footprints", "fragment_grid", "fragment_offsets", "generate",
+           "get_model_spec", "list_models", "load_model", "register_family", "register_model"]
 
 
 def __getattr__(name: str):

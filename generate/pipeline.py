@@ -33,7 +33,9 @@ from mtquery.errors import DataError, UsageError
 from mtquery.fsio import atomic_path, atomic_write_text
 from mtquery.generate.fastids import fast_unique_ids as unique_ids
 from mtquery.generate.fragment import fragment_footprints, fragment_grid
-from mtquery.generate.models import PREPROCESSING, ModelSpec, forward, get_model_spec, load_model
+from mtquery.generate.models import forward, load_model
+from mtquery.generate.family import get_family
+from mtquery.generate.registry import ModelSpec, get_model_spec
 from mtquery.generate.sources import Sample, SampleError, open_inputs
 from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
 
@@ -331,7 +333,7 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
                   "weights": lm.weights if lm else (weights or "default"),
                   "weights_sha256": lm.weights_sha256 if lm else None},
         "preprocessing": {"key": spec.preprocessing, "mode": preprocessing,
-                          "description": PREPROCESSING[spec.preprocessing]},
+                          "description": get_family(spec.family).preprocessing[spec.preprocessing]},
         "precision": precision, "device": lm.device if lm else device,
         "fragmenting": {"overlap": 0.1, "border_shift": True, "pixel_bbox_order": PIXEL_BBOX_ORDER},
         "versions": _versions(),

@@ -40,7 +40,7 @@ GEOMETRY_SQL = ("SELECT unique_id, ST_AsWKB(geometry) AS geometry FROM embedding
 
 def with_geometry(session: Session, table: pa.Table) -> pa.Table:
     """``table`` with a ``geometry`` column (WKB) looked up by unique_id."""
-    from mtquery.search import run
+    from mtquery.search_sql import run
 
     ids = table.column("unique_id").to_pylist()
     found = run(session, GEOMETRY_SQL, [ids]) if ids else None
@@ -55,7 +55,7 @@ def search(dataset: DatasetArg | Session = None, bbox: BBoxArg = None, start: Ti
            geometry: bool = True) -> pa.Table:
     """Fragments intersecting ``bbox`` (min_lon, min_lat, max_lon, max_lat) acquired in
     [``start``, ``end``] (UTC, inclusive) in grid ``cell``, by time, cell and id."""
-    from mtquery.search import search as run_search
+    from mtquery.search_sql import search as run_search
 
     filters = Filters.of(bbox, start, end, cell)
     with _session(dataset) as s:
@@ -73,7 +73,7 @@ def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
     ``lat``/``lon``, the fragment ``id``, the mean direction of ``ids``, or ``vector``;
     among those passing ``bbox`` / ``start`` / ``end`` / ``cell``."""
     from mtquery.filters import check_k
-    from mtquery.knn import knn as run_knn
+    from mtquery.neighbours import knn as run_knn
     from mtquery.resolve import resolve_query
 
     check_k(k)

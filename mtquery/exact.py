@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from mtquery.filters import Filters, where_sql
 from mtquery.resolve import QueryVector
-from mtquery.search import filtered_locations, sql_error
+from mtquery.search_sql import filtered_locations, sql_error
 from mtquery.session import Session
 from mtquery.store import (
     RESULT_COLUMNS,

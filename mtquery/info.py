@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mtquery.engine import Session
-from mtquery.query import run
+from mtquery.session import Session
+from mtquery.search_sql import run
 
 FILES_SQL = ("SELECT count(*) AS files, sum(num_rows) AS rows, sum(file_size_bytes) AS bytes\n"
              "FROM parquet_file_metadata(getvariable('mtquery_sources'))")

@@ -187,7 +187,7 @@ def optimize(inputs: Sequence[str] | str, output: str | Path,
     """Rewrite ``inputs`` into ``output`` (a new directory). Returns the manifest."""
     import duckdb
 
-    from mtquery.engine import open_session
+    from mtquery.session import open_session
     from mtquery.schema import with_geo_metadata
 
     say = log or (lambda _m: None)
@@ -229,7 +229,7 @@ def optimize(inputs: Sequence[str] | str, output: str | Path,
                 if n_out % (20 * row_group_size) < row_group_size:
                     say(f"  {n_out:,} / {n_in:,} rows written")
         except duckdb.Error as exc:
-            from mtquery.duck import describe_error
+            from mtquery.session import describe_error
 
             raise DataError(f"optimize failed: {describe_error(exc)}") from exc
         finally:
@@ -333,8 +333,8 @@ def _may_hit(stats: dict, b: Sequence[float]) -> bool:
 def explain(dataset: str | Dataset, filters, limit: int | None = None) -> str:
     """DuckDB's EXPLAIN ANALYZE of the search query, with row groups kept by statistics and
     the wall time of the query itself."""
-    from mtquery.engine import open_session
-    from mtquery.query import search_sql
+    from mtquery.session import open_session
+    from mtquery.search_sql import search_sql
 
     session = open_session(dataset)
     try:

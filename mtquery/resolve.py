@@ -13,7 +13,7 @@ import numpy as np
 
 from mtquery.errors import DataError, UsageError
 from mtquery.filters import check_lat, check_lon
-from mtquery.search import run
+from mtquery.search_sql import run
 from mtquery.session import Session
 from mtquery.store import unit_rows
 

@@ -7,7 +7,7 @@ ids) are accumulated as it goes. Every check reports PASS/FAIL with a count and 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +20,7 @@ from mtquery.datasets import resolve
 from mtquery.errors import DataError, MTQueryError
 from mtquery.grid import parse_cells, rowcol_bounds
 from mtquery.pixel_order import detect_pixel_bbox_order
+from mtquery.progress import ProgressCallback, emit
 from mtquery.schema import check_columns, embedding_matrix
 
 BATCH_ROWS = 32_768
@@ -178,12 +179,13 @@ def _pixel_order(tables: list[pa.Table]) -> str | None:
 
 
 def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE_KM,
-             progress: Callable[[int], None] | None = None) -> Report:
+             progress: ProgressCallback | None = None) -> Report:
     """Validate local files (paths, directories or globs) against the standard."""
     ds = resolve(list(paths) if not isinstance(paths, str) else paths)
     if ds.remote:
         raise DataError("validate reads local files; download the remote files first")
     report = Report(files=[str(f) for f in ds.local_files])
+    total_rows = None
     ids: list[np.ndarray] = []
     order_sample: list[pa.Table] = []
     for f in ds.local_files:
@@ -208,8 +210,7 @@ def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE
                 order_sample.append(pa.Table.from_batches([batch]).select(
                     ["grid_cell", "product_id", "timestamp", "pixel_bbox", "centre_lat",
                      "centre_lon"]))
-            if progress:
-                progress(batch.num_rows)
+            emit(progress, "validating", batch.num_rows, total=total_rows, unit="rows")
     _check_dims(report)
     _check_unique(report, ids)
     report.pixel_bbox_order = _pixel_order(order_sample)

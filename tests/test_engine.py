@@ -137,7 +137,7 @@ def test_mixed_dimensions_within_file(tmp_path):
     t = t.set_column(t.schema.get_field_index("embedding"), "embedding", emb)
     pq.write_table(t, tmp_path / "m.parquet")
     s = mtquery.open_session(str(tmp_path / "m.parquet"))
-    from mtquery.search import run
+    from mtquery.search_sql import run
 
     with pytest.raises(DataError, match="mixed embedding dimensions|FLOAT"):
         run(s, "SELECT embedding FROM embeddings")

@@ -11,7 +11,9 @@ import pytest
 
 from mtquery.errors import DataError, UsageError
 from mtquery.generate import embed_patches, get_model_spec, list_models
+from mtquery.generate import family_timm_resnet as resnet
 from mtquery.generate import models as M
+from mtquery.generate.family import get_family
 
 
 def _patches(spec, n=2, size=None, seed=0):
@@ -34,7 +36,7 @@ def test_registry_standard_models():
     dino = get_model_spec("dinov2")
     assert (dino.dim, dino.fragment_size, dino.bands) == (768, 224, ("B04", "B03", "B02"))
     for m in list_models():
-        assert m.preprocessing in M.PREPROCESSING
+        assert m.preprocessing in get_family(m.family).preprocessing
         if not m.tiny and m.family != "spectral":
             assert m.weights_name and m.weights_revision and m.weights_file
     with pytest.raises(UsageError, match="unknown model"):
@@ -78,23 +80,24 @@ def test_s1_and_siglip_preprocessing_follow_spec():
 
     lm = M.load_model("ssl4eo-s1rtc-tiny")
     x = np.array([1e-12, 1e-3, 0.05, 1.0], dtype=np.float32).reshape(1, 1, 2, 2).repeat(2, 1)
-    got = M._preprocess_torch(lm, torch.from_numpy(x)).numpy()
-    mean = np.array(M.S1_DB_MEAN).reshape(1, 2, 1, 1)
-    std = np.array(M.S1_DB_STD).reshape(1, 2, 1, 1)
+    got = lm.family.preprocess(lm, x).numpy()
+    mean = np.array(resnet.S1_DB_MEAN).reshape(1, 2, 1, 1)
+    std = np.array(resnet.S1_DB_STD).reshape(1, 2, 1, 1)
     db = 10 * np.log10(np.clip(x, 1e-10, None))
     want = np.clip((db - (mean - 2 * std)) / (4 * std), 0, 1)
     np.testing.assert_allclose(got, want, atol=1e-6)
     lm = M.load_model("siglip-tiny")
     x = np.array([0, 2000, 4000, 8000], dtype=np.float32).reshape(1, 1, 2, 2).repeat(3, 1)
-    got = M._preprocess_torch(lm, torch.from_numpy(x)).numpy()
+    got = lm.family.preprocess(lm, x).numpy()
     np.testing.assert_allclose(got, (np.clip(2.5 * x / 10000, 0, 1) - 0.5) / 0.5, atol=1e-6)
 
 
 def test_dinov2_reference_quirk_and_corrected_mode():
     spec = get_model_spec("dinov2-tiny")
     x = _patches(spec, n=1, size=224)
-    ref = M._dinov2_inputs(M.load_model("dinov2-tiny"), x).numpy()
-    cor = M._dinov2_inputs(M.load_model("dinov2-tiny", mode="corrected"), x).numpy()
+    ref_lm, cor_lm = M.load_model("dinov2-tiny"), M.load_model("dinov2-tiny", mode="corrected")
+    ref = ref_lm.family.preprocess(ref_lm, x).numpy()
+    cor = cor_lm.family.preprocess(cor_lm, x).numpy()
     mean = np.array([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
     std = np.array([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
     assert ref.shape == (1, 3, 224, 224)
@@ -112,12 +115,13 @@ def test_missing_weights_give_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("MTQUERY_WEIGHTS", raising=False)
-    M._CACHE.clear()
+    M.clear_cache()
     for name in ("ssl4eo-s2l1c", "siglip", "dinov2"):
         with pytest.raises(DataError) as ei:
             M.load_model(name)
         msg = str(ei.value)
-        assert "Download" in msg and "--weights" in msg and "MTQUERY_WEIGHTS" in msg
+        assert "Download" in msg and "weights=" in msg and "MTQUERY_WEIGHTS" in msg
+        assert "--weights" not in msg  # library errors name arguments, not CLI flags
         assert get_model_spec(name).weights_revision in msg
     with pytest.raises(DataError, match="does not exist"):
         M.load_model("ssl4eo-s1rtc", weights=str(tmp_path / "nope.pth"))
@@ -127,7 +131,7 @@ def test_weights_from_file_and_env_dir(monkeypatch, tmp_path):
     import torch
 
     spec = get_model_spec("ssl4eo-s1rtc")
-    net = M._build_resnet(spec)
+    net = resnet.build(spec)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.01)
@@ -135,7 +139,7 @@ def test_weights_from_file_and_env_dir(monkeypatch, tmp_path):
     d.mkdir(parents=True)
     torch.save(net.state_dict(), d / spec.weights_file)
     x = _patches(spec, n=1)
-    M._CACHE.clear()
+    M.clear_cache()
     a = embed_patches(spec.name, x, weights=str(d / spec.weights_file))
     monkeypatch.setenv("MTQUERY_WEIGHTS", str(tmp_path / "w"))
     b = embed_patches(spec.name, x)
@@ -144,14 +148,14 @@ def test_weights_from_file_and_env_dir(monkeypatch, tmp_path):
     assert a.shape == (1, 2048) and not np.allclose(a, r)
     lm = M.load_model(spec.name)
     assert lm.weights_sha256 and len(lm.weights_sha256) == 64
-    M._CACHE.clear()
+    M.clear_cache()
 
 
 def test_real_dinov2_architecture_with_random_weights():
     x = _patches(get_model_spec("dinov2"), n=1)
     e = embed_patches("dinov2", x, weights="random")
     assert e.shape == (1, 768)
-    M._CACHE.clear()
+    M.clear_cache()
 
 
 @pytest.mark.skipif(not os.environ.get("MTQUERY_SLOW_TESTS"), reason="400M-param init; slow")

@@ -16,7 +16,7 @@ from mtquery.exact import exact_knn
 from mtquery.resolve import QueryVector, query_from_id, query_from_point
 from mtquery.filters import parse_bbox, parse_time_range
 from mtquery.filters import Filters
-from mtquery.search import search
+from mtquery.search_sql import search
 
 
 def _acquired(table):

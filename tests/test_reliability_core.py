@@ -91,7 +91,7 @@ def indexed(tmp_path_factory):
 
 def test_large_k_through_the_index_is_exact(indexed):
     from mtquery.exact import exact_knn
-    from mtquery.knn import knn
+    from mtquery.neighbours import knn
     from mtquery.resolve import QueryVector
 
     s = mtquery.open_session(str(indexed))

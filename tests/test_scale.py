@@ -108,7 +108,7 @@ def test_optimize_prunes_row_groups(raw, opt):
     assert kept < total / 2
     assert row_groups_kept([raw], bbox) == (total, total)  # no covering column: no pruning
     from mtquery.filters import Filters, parse_bbox
-    from mtquery.search import search
+    from mtquery.search_sql import search
 
     f = Filters(bbox=parse_bbox(BBOX))
     a = search(open_session(str(raw)), f, None).column("unique_id").to_pylist()

@@ -13,7 +13,7 @@ import mtquery
 from mtquery.cache import cache_path, cached_store
 from mtquery.cli import main
 from mtquery.exact import exact_knn
-from mtquery.knn import knn
+from mtquery.neighbours import knn
 from mtquery.resolve import QueryVector
 
 pytest.importorskip("faiss")

@@ -145,7 +145,7 @@ def sql(
 
     This is a full DuckDB: without --read-only, a statement may write files (COPY ... TO),
     attach databases and read any file this user can read."""
-    from mtquery.search import run
+    from mtquery.search_sql import run
 
     check_output(fmt, output)
     session = session_for(dataset, all_extensions=True,  # users may call vss functions
@@ -170,7 +170,7 @@ def search(
     """Fragments whose geometry intersects --bbox and whose acquisition date is in
     [--start, --end] (inclusive, UTC)."""
     from mtquery.filters import Filters, check_limit
-    from mtquery.search import run, search_sql
+    from mtquery.search_sql import run, search_sql
 
     check_output(fmt, output)
     filters = Filters.of(bbox, start, end, cell)
@@ -213,7 +213,7 @@ def knn(
     an exact scan."""
     from mtquery.exact import scan_sql
     from mtquery.filters import Filters, check_k
-    from mtquery.knn import knn as run_knn
+    from mtquery.neighbours import knn as run_knn
     from mtquery.resolve import point_query_params, point_query_sql, resolve_query
 
     check_output(fmt, output)

@@ -1,0 +1,77 @@
+"""The Python API at the package top returns the CLI's rows, as pyarrow Tables."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+import shapely
+
+import mtquery
+from mtquery.cli import main
+
+LAT, LON = 37.6803, -75.548
+BBOX = (-75.8, 37.5, -75.4, 37.8)
+
+
+def cli_json(capsys, *args):
+    try:
+        main([*map(str, args), "-f", "json"])
+    except SystemExit as exc:
+        assert not exc.code
+    return json.loads(capsys.readouterr().out)
+
+
+def test_knn_equals_cli_json(capsys):
+    table = mtquery.knn("demo", lat=LAT, lon=LON, k=5)
+    assert isinstance(table, pa.Table)
+    rows = cli_json(capsys, "knn", "--lat", LAT, "--lon", LON, "--k", 5)
+    assert table.drop_columns(["geometry"]).to_pylist() == rows
+    geoms = shapely.from_wkb(table.column("geometry").to_pylist())
+    assert all(g.contains(shapely.Point(r["centre_lon"], r["centre_lat"]))
+               for g, r in zip(geoms, rows))
+
+
+def test_search_equals_cli_json(capsys):
+    table = mtquery.search("demo", bbox=BBOX, limit=50)
+    rows = cli_json(capsys, "search", "--bbox", ",".join(map(str, BBOX)), "--limit", 50)
+    assert table.num_rows == len(rows) > 0
+    assert table.drop_columns(["geometry"]).to_pylist() == rows
+
+
+def test_knn_by_id_ids_and_vector_agree():
+    first = mtquery.knn("demo", lat=LAT, lon=LON, k=3, include_self=True, geometry=False)
+    uid = first.column("unique_id")[0].as_py()
+    by_id = mtquery.knn("demo", id=uid, k=3, include_self=True, geometry=False)
+    assert by_id.column("unique_id").to_pylist() == first.column("unique_id").to_pylist()
+    by_ids = mtquery.knn("demo", ids=[uid], k=3, include_self=True, geometry=False)
+    assert by_ids.equals(by_id)
+    s = mtquery.open_session("demo")
+    vec = s.con.execute("SELECT embedding FROM embeddings WHERE unique_id = ?",
+                        [uid]).fetchone()[0]
+    by_vec = mtquery.knn(s, vector=vec, k=3, geometry=False)
+    assert by_vec.column("unique_id").to_pylist() == first.column("unique_id").to_pylist()
+
+
+def test_several_examples_exclude_themselves():
+    ids = mtquery.search("demo", limit=2, geometry=False).column("unique_id").to_pylist()
+    got = mtquery.knn("demo", ids=ids, k=5, geometry=False).column("unique_id").to_pylist()
+    assert len(got) == 5 and not set(ids) & set(got)
+
+
+def test_info_and_connect():
+    info = mtquery.info("demo")
+    assert info["rows"] == 2475 and info["dim"] > 0
+    con = mtquery.connect("demo")
+    assert con.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 2475
+
+
+def test_api_errors_name_arguments():
+    with pytest.raises(mtquery.UsageError, match="exactly one query"):
+        mtquery.knn("demo", k=3)
+    with pytest.raises(mtquery.UsageError) as err:
+        mtquery.knn("demo", lat=LAT, lon=LON, k=0)
+    assert err.value.argument == "k" and "--" not in str(err.value)
+    with pytest.raises(mtquery.UsageError, match="bbox"):
+        mtquery.search("demo", bbox=(1, 2, 3))
