@@ -31,10 +31,10 @@ import shapely
 
 from mtquery.errors import DataError, UsageError
 from mtquery.fsio import atomic_path, atomic_write_text
+from mtquery.generate.family import get_family
 from mtquery.generate.fastids import fast_unique_ids as unique_ids
 from mtquery.generate.fragment import fragment_footprints, fragment_grid
 from mtquery.generate.models import forward, load_model
-from mtquery.generate.family import get_family
 from mtquery.generate.registry import ModelSpec, get_model_spec
 from mtquery.generate.sources import Sample, SampleError, open_inputs
 from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata

@@ -76,8 +76,6 @@ def test_wrong_band_count_is_a_usage_error():
 
 
 def test_s1_and_siglip_preprocessing_follow_spec():
-    import torch
-
     lm = M.load_model("ssl4eo-s1rtc-tiny")
     x = np.array([1e-12, 1e-3, 0.05, 1.0], dtype=np.float32).reshape(1, 1, 2, 2).repeat(2, 1)
     got = lm.family.preprocess(lm, x).numpy()
@@ -202,3 +200,106 @@ def test_fast_unique_ids_equal_reference_formula():
     emb = rng.normal(size=(4, 768)).astype(np.float32)
     args = (geoms, ["t"] * 4, ["p"] * 4, emb)
     assert fast_unique_ids(*args) == unique_ids(*args)
+
+
+@pytest.mark.parametrize("name", [m.name for m in list_models() if m.family != "spectral"])
+def test_bands_match_model_input_channels(name):
+    """As torchgeo checks its weights' metadata: the registry's bands are what the first
+    convolution of the built model takes."""
+    import torch
+
+    spec = get_model_spec(name)
+    if name == "siglip" and not os.environ.get("MTQUERY_SLOW_TESTS"):
+        pytest.skip("400M-param init; siglip-tiny runs the same family code")
+    lm = M.load_model(name, weights=None if spec.tiny else "random", device="cpu")
+    conv = next(m for m in lm.module.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.in_channels == len(spec.bands)
+    if not spec.tiny:
+        M.clear_cache()
+
+
+# ------------------------------------------------------------------ a family defined here
+
+
+@pytest.fixture()
+def conv_family():
+    """A new family in one place: a tiny real torch model, its load/preprocess/forward, and a
+    registry row, registered through the public API (and removed afterwards)."""
+    import torch
+
+    from mtquery.generate import Built, Family, ModelSpec, register_family, register_model
+    from mtquery.generate.family import FAMILIES, as_tensor
+    from mtquery.generate.registry import REGISTRY, RGB_BANDS
+
+    class PatchMean(torch.nn.Module):
+        def __init__(self, bands: int, dim: int):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(bands, dim, kernel_size=16, stride=16)
+
+        def forward(self, x):
+            return self.conv(x).relu().mean(dim=(2, 3))
+
+    def load(spec, weights):
+        torch.manual_seed(1)
+        return Built(PatchMean(len(spec.bands), spec.dim))
+
+    def preprocess(lm, x):
+        return as_tensor(lm, x) / 10000.0
+
+    def forward(lm, t):
+        return lm.module(t)
+
+    fam = register_family(Family("test-patchmean", load, preprocess, forward,
+                                 preprocessing={"test-div10000": "x / 10000 (test)"}))
+    spec = register_model(ModelSpec("test-patchmean-rgb", fam.name, RGB_BANDS, 224, 8,
+                                    "test-div10000", "tests", tiny=True))
+    yield spec, PatchMean
+    FAMILIES.pop(fam.name)
+    REGISTRY.pop(spec.name)
+    M.clear_cache()
+
+
+def test_new_family_runs_embed_patches(conv_family):
+    import torch
+
+    spec, net_cls = conv_family
+    x = _patches(spec, n=3)
+    e = embed_patches(spec.name, x, batch_size=2)
+    torch.manual_seed(1)
+    net = net_cls(3, 8).eval()
+    with torch.no_grad():
+        want = net(torch.from_numpy(x) / 10000.0).numpy()
+    np.testing.assert_allclose(e, want, rtol=1e-5, atol=1e-6)
+    assert M.load_model(spec.name).family.name == "test-patchmean"
+    small = embed_patches(spec.name, _patches(spec, n=2, size=64))  # resized: fixed size
+    assert small.shape == (2, 8) and np.isfinite(small).all()
+    assert spec.name in [m.name for m in list_models()]
+
+
+def test_new_family_runs_the_generate_pipeline(conv_family, tmp_path):
+    import json
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from mtquery.generate.pipeline import generate
+
+    spec, _ = conv_family
+    scene = Path(__file__).parent / "data" / "virginia_120m"
+    files = [str(p) for p in sorted(scene.glob("B*.tif"))]
+    out = tmp_path / "o"
+    s = generate(spec.name, files, str(out), product_id="P1", timestamp="T1", batch_size=7)
+    assert s.samples_failed == 0 and s.rows_total == 25
+    t = pq.read_table(sorted(out.glob("part-*.parquet")))
+    assert t.schema.field("embedding").type.list_size == 8 and t.num_rows == 25
+    emb = np.asarray(t.column("embedding").combine_chunks().flatten()).reshape(-1, 8)
+    assert np.isfinite(emb).all() and len(np.unique(emb, axis=0)) > 1
+    manifest = next(out.rglob("*manifest.json"))
+    m = json.loads(manifest.read_text())
+    assert m["model"]["family"] == "test-patchmean"
+    assert m["preprocessing"]["description"] == "x / 10000 (test)"
+
+
+def test_unknown_family_is_a_usage_error():
+    with pytest.raises(UsageError, match="not registered"):
+        get_family("no-such-family")

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         tiny: bool = typer.Option(False, "--tiny", help="also list the tiny test models"),
     ) -> None:
         """List the embedding models of the registry."""
-        from mtquery.generate.models import list_models
+        from mtquery.generate.registry import list_models
 
         for m in list_models(include_tiny=tiny):
             sys.stdout.write(f"{m.name:20s} dim {m.dim:5d}  {m.fragment_size} px  "
