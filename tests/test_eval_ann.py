@@ -24,8 +24,8 @@ def test_retrieval_against_mtquery_index(tmp_path, capsys):
     data = tmp_path / "demo.parquet"
     shutil.copy(demo_path(), data)
     out = tmp_path / "r.json"
-    args = ["eval", "retrieval", "-e", str(data), "-l", str(LABELS), "--queries", "50",
-            "--k", "1,10", "--ann", "index", "--out", str(out)]
+    args = ["eval", "retrieval", "-d", str(data), "-l", str(LABELS), "--queries", "50",
+            "--k", "1,10", "--ann", "index", "--output", str(out)]
     assert _run(args) == 1  # no index yet: one clear error, no results file
     assert "mtquery index build" in capsys.readouterr().err and not out.exists()
     assert _run(["index", "build", str(data), "--quiet"]) == 0

@@ -16,7 +16,7 @@ from mtquery.cli import main
 from mtquery.datasets import demo_path
 from mtquery.errors import DataError, UsageError
 from mtquery.eval import runner
-from mtquery.eval.data import load_labelled
+from mtquery.eval.dataset import load_labelled
 
 BEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigearthnet_v1_examples" / (
     "BigEarthNet-S2-Example")
@@ -115,10 +115,10 @@ def test_join_grid_cell_with_date_window(labels_dir, demo_info):
     assert len(ds) == demo_info["n_dated"] > 0
     with pytest.raises(DataError, match="match no fragment"):
         _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover",
-              date_from="2091-01-01")
+              start="2091-01-01")
     first = min(v for v in demo_info["date"].values() if v is not None)
     ds = _load(labels_dir / "cells.csv", "grid_cell", label_col="landcover",
-               date_from=first.date().isoformat())
+               start=first.date().isoformat())
     assert len(ds) == demo_info["n_dated"]
 
 
@@ -170,8 +170,8 @@ def test_probe_cli_reproducible_and_self_describing(labels_dir, demo_info, tmp_p
     outs = []
     for name in ("a.json", "b.json"):
         code, out, err = run(["eval", "linear-probe", "--labels", str(labels_dir / "ids.parquet"),
-                              "--split", "both", "--seeds", "0,1", "--out", str(tmp_path / name)],
-                             capsys)
+                              "--split", "both", "--seeds", "0,1",
+                              "--output", str(tmp_path / name)], capsys)
         assert code == 0, err
         assert "wrote" in out
         outs.append(json.loads((tmp_path / name).read_text()))
@@ -195,7 +195,7 @@ def test_retrieval_cli_and_report(labels_dir, tmp_path, capsys):
     out = tmp_path / "ret.json"
     code, _, err = run(["eval", "retrieval", "--labels", str(labels_dir / "cells.csv"),
                         "--join", "grid_cell", "--label-col", "landcover", "--k", "1,10",
-                        "--queries", "50", "--ann", "hnsw", "--out", str(out)], capsys)
+                        "--queries", "50", "--ann", "hnsw", "--output", str(out)], capsys)
     assert code == 0, err
     doc = json.loads(out.read_text())
     m = doc["metrics"]["metrics"]
@@ -206,10 +206,10 @@ def test_retrieval_cli_and_report(labels_dir, tmp_path, capsys):
     assert 0.0 <= doc["metrics"]["ann"]["recall@10_vs_exact"] <= 1.0
     assert "ann_latency_ms_p50" in doc["latency"]
     code, _, err = run(["eval", "linear-probe", "--labels", str(labels_dir / "ids.parquet"),
-                        "--seeds", "0", "--out", str(tmp_path / "probe.json")], capsys)
+                        "--seeds", "0", "--output", str(tmp_path / "probe.json")], capsys)
     assert code == 0, err
     rep = tmp_path / "rep"
-    code, text, err = run(["eval", "report", str(tmp_path / "*.json"), "--out-dir", str(rep)],
+    code, text, err = run(["eval", "report", str(tmp_path / "*.json"), "--output", str(rep)],
                           capsys)
     assert code == 0, err
     assert "| probe.json |" in text and "| ret.json |" in text
@@ -267,8 +267,8 @@ def test_bad_inputs_one_line_error_no_file(case, labels_dir, tmp_path, capsys):
         extra = ["--join", "grid_cell"]
     elif case == "seeds":
         extra = ["--seeds", "1,1"]
-    code, _, err = run(["eval", "linear-probe", "--embeddings", emb, "--labels", str(labels),
-                        "--out", str(out), *extra], capsys)
+    code, _, err = run(["eval", "linear-probe", "--dataset", emb, "--labels", str(labels),
+                        "--output", str(out), *extra], capsys)
     assert code in (1, 2)
     assert err.count("\n") == 1 and err.startswith("mtquery: error:"), err
     assert expect in err
@@ -288,7 +288,7 @@ def test_library_errors_are_typed(labels_dir):
 def test_bigearthnet_adapter_real_examples(tmp_path, capsys):
     emb, lab = tmp_path / "ben.parquet", tmp_path / "ben_labels.parquet"
     code, out, err = run(["eval", "embed-benchmark", "bigearthnet", str(BEN), "--model",
-                          "spectral", "--out", str(emb), "--labels-out", str(lab)], capsys)
+                          "spectral", "--output", str(emb), "--labels-out", str(lab)], capsys)
     assert code == 0, err
     assert out.startswith("6 bigearthnet patches")
     t = pq.read_table(lab).to_pydict()
@@ -304,8 +304,8 @@ def test_bigearthnet_adapter_real_examples(tmp_path, capsys):
     assert ds.multi_label and len(ds) == 6 and ds.X.shape[1] == 60
     # real footprints: the Portuguese/Irish/Austrian/Finnish patches sit in Europe
     assert (ds.lat > 35).all() and (ds.lat < 70).all()
-    code, _, err = run(["eval", "retrieval", "-e", str(emb), "-l", str(lab), "--k", "1,3",
-                        "--min-class-count", "1", "--out", str(tmp_path / "r.json")], capsys)
+    code, _, err = run(["eval", "retrieval", "-d", str(emb), "-l", str(lab), "--k", "1,3",
+                        "--min-class-count", "1", "--output", str(tmp_path / "r.json")], capsys)
     assert code == 0, err
 
 
@@ -318,7 +318,7 @@ def test_eurosat_adapter_fixture(tmp_path, capsys):
     spec.loader.exec_module(mod)
     root = mod.make(tmp_path / "eurosat", per_class=6, size=8, seed=0)
     emb, lab = tmp_path / "es.parquet", tmp_path / "es_labels.parquet"
-    code, _, err = run(["eval", "embed-benchmark", "eurosat", str(root), "--out", str(emb),
+    code, _, err = run(["eval", "embed-benchmark", "eurosat", str(root), "--output", str(emb),
                         "--labels-out", str(lab)], capsys)
     assert code == 0, err
     doc = runner.linear_probe(str(emb), lab, seeds="0,1", split="both", argv=["t"])
@@ -333,7 +333,7 @@ def test_end_to_end_on_bundled_demo_with_derived_labels(tmp_path, capsys):
     lab = Path(__file__).parent / "data" / "demo_labels" / "demo_labels.parquet"
     out = tmp_path / "demo_probe.json"
     code, text, err = run(["eval", "linear-probe", "--labels", str(lab), "--split", "both",
-                           "--seeds", "0", "--out", str(out)], capsys)
+                           "--seeds", "0", "--output", str(out)], capsys)
     assert code == 0, err
     doc = json.loads(out.read_text())
     assert doc["task"]["classes"] == ["cloud", "land", "water"]
