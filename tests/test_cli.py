@@ -183,3 +183,34 @@ def test_missing_optional_dependency_names_the_extra(capsys, monkeypatch, small_
     monkeypatch.setitem(sys.modules, "faiss", None)  # as on a core-only install
     code, _, err = run_cli(["index", "build", small_dataset, "--quiet"], capsys)
     assert code == 1 and "pip install 'mtquery[index]'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("cmd,flags", [
+    (["knn"], ["--dataset", "--output", "--start", "--end"]),
+    (["search"], ["--dataset", "--output", "--start", "--end"]),
+    (["sql"], ["--dataset", "--output", "--read-only"]),
+    (["info"], ["--dataset"]),
+    (["validate"], ["--dataset"]),
+    (["optimize"], ["--dataset", "--output", "--start", "--end"]),
+    (["index", "build"], ["--dataset", "--output"]),
+    (["generate"], ["--output"]),
+    (["eval", "linear-probe"], ["--dataset", "--output"]),
+    (["eval", "retrieval"], ["--dataset", "--output"]),
+])
+def test_help_lists_the_one_convention(capsys, cmd, flags):
+    code, out, _ = run_cli([*cmd, "--help"], capsys)
+    assert code == 0
+    for flag in flags:
+        assert flag in out, f"{' '.join(cmd)} --help lacks {flag}"
+    for old in ("--embeddings", "--out ", "--date-from", "--date-to", "--index-dir"):
+        assert old not in out
+
+
+def test_old_spellings_still_work(capsys, small_dataset, tmp_path):
+    idx = tmp_path / "idx"
+    code, _, err = run_cli(["index", "build", small_dataset, "--index-dir", str(idx), "-q"],
+                           capsys)
+    assert code == 0 and (idx / "manifest.json").is_file(), err
+    code, _, err = run_cli(["index", "build", small_dataset, "--index-dir", str(idx), "-o",
+                            str(idx), "-q"], capsys)
+    assert code == 2 and "old name" in err

@@ -85,10 +85,39 @@ def show_sql(enabled: bool, sql: str, params: list | None = None) -> None:
     sys.stderr.flush()
 
 
+class _NoPandas:
+    """An import finder that makes pandas unavailable to this process.
+
+    DuckDB's Python binding imports pandas the first time any parameter is bound (to check
+    whether it is a DataFrame): 0.14-0.3 s of a 0.8 s one-shot ``mtquery knn`` (``python -X
+    importtime``, benchmarks/cold_start.py). One-shot query commands never hand DuckDB a
+    DataFrame, so they run with pandas hidden; MTQUERY_PANDAS=1 keeps it. (numpy.ma, which
+    DuckDB imports too, stays: pyarrow needs it to build arrays from numpy.)"""
+
+    HIDDEN = ("pandas",)
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if any(name == h or name.startswith(h + ".") for h in self.HIDDEN):
+            raise ModuleNotFoundError(f"{name} is hidden from one-shot query commands",
+                                      name=name)
+        return None
+
+
+def hide_pandas() -> None:
+    import os
+
+    if "pandas" in sys.modules or os.environ.get("MTQUERY_PANDAS"):
+        return
+    if not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
+
+
 def session_for(dataset: str | None, all_extensions: bool = False,
                 read_only: bool = False) -> Session:
+    """A session for a one-shot query command (pandas hidden, see ``_NoPandas``)."""
     from mtquery.session import EXTENSIONS
 
+    hide_pandas()
     return open_session(dataset, extensions=EXTENSIONS if all_extensions else None,
                         read_only=read_only)
 
