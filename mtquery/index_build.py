@@ -121,7 +121,10 @@ def _build(tmp: Path, fp: list[dict], ds: Dataset, p: BuildParams,
         faiss.omp_set_num_threads(int(p.threads))
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    say = (lambda m: emit(progress, "index", message=m))
+
+    def say(message: str) -> None:
+        emit(progress, "index", message=message)
+
     (tmp / STORE).mkdir()
     t0 = time.perf_counter()
     store = write_store(tmp / STORE, fp, p.sidecar, progress=progress)

@@ -104,9 +104,9 @@ def build_per_file(dataset, log: Callable[[str], None] | None = None, **params) 
     """One index per file of a local dataset, each beside its file (``<file>.mtindex``): the
     unit of work of a distributed build, resumable file by file (a finished, fresh shard is
     kept)."""
+    from mtquery.datasets import resolve
     from mtquery.index import load_index
     from mtquery.index_build import BuildParams, build_index
-    from mtquery.datasets import resolve
 
     ds = resolve(dataset)
     out = []

@@ -260,32 +260,6 @@ def iter_vectors(files: Sequence[str | Path], dim: int | None = None
             offset += len(x)
 
 
-def read_result_rows(files: Sequence[str | Path], ids: np.ndarray,
-                     rowmap: RowMap) -> pa.Table:
-    """Result columns of row ids, read from the Parquet files one row group at a time."""
-    import pyarrow.parquet as pq
-
-    ids = np.asarray(ids, dtype=np.int64)
-    if ids.size == 0:
-        return empty_rows()
-    fi, local = rowmap.locate(ids)
-    parts, order = [], []
-    for f in np.unique(fi):
-        pf = pq.ParquetFile(files[int(f)])
-        md = pf.metadata
-        starts = np.cumsum([0] + [md.row_group(g).num_rows for g in range(md.num_row_groups)])
-        sel = np.flatnonzero(fi == f)
-        groups = np.searchsorted(starts, local[sel], side="right") - 1
-        cols = [c for c in RESULT_COLUMNS if c in pf.schema_arrow.names]
-        for g in np.unique(groups):
-            here = sel[groups == g]
-            t = pf.read_row_group(int(g), columns=cols)
-            parts.append(cast_rows(t.take(pa.array(local[here] - starts[g]))))
-            order.append(here)
-    table = pa.concat_tables(parts)
-    return table.take(pa.array(np.argsort(np.concatenate(order)), pa.int64()))
-
-
 # ---------------------------------------------------------------- the sidecar
 
 
@@ -430,14 +404,6 @@ def _write_rows(files: Sequence[str], target: Path) -> None:
                 t = cast_rows(pa.Table.from_batches([batch]))
                 for b in t.to_batches():
                     writer.write_batch(b)
-
-
-def staging_dir(parent: Path, name: str) -> Path:
-    """A new staging directory ``parent/.mtquery-staging/<name>-<pid>-<random>``; one hidden
-    folder per parent that dataset resolution never reads (see ``mtquery.staging``)."""
-    from mtquery.staging import new_staging
-
-    return new_staging(parent, name)
 
 
 def publish(staging: Path, target: Path) -> bool:
