@@ -40,20 +40,20 @@ def _finite(value: object, what: str, example: str) -> float:
     return number
 
 
+def _in_range(value: float | str, what: str, kind: str, bound: float, example: str) -> float:
+    number = _finite(value, what, example)
+    if not -bound <= number <= bound:
+        raise UsageError(f"{what} must be a {kind} within -{bound:g}..{bound:g}, e.g. {example} "
+                         f"(got {value})", what)
+    return number
+
+
 def check_lat(value: float | str, what: str = "lat") -> float:
-    lat = _finite(value, what, "40.58")
-    if not -90 <= lat <= 90:
-        raise UsageError(f"{what} must be a latitude within -90..90, e.g. 40.58 (got {value})",
-                         what)
-    return lat
+    return _in_range(value, what, "latitude", 90, "40.58")
 
 
 def check_lon(value: float | str, what: str = "lon") -> float:
-    lon = _finite(value, what, "-111.66")
-    if not -180 <= lon <= 180:
-        raise UsageError(f"{what} must be a longitude within -180..180, e.g. -111.66 "
-                         f"(got {value})", what)
-    return lon
+    return _in_range(value, what, "longitude", 180, "-111.66")
 
 
 def parse_bbox(value: str | Sequence[float] | BBox | None) -> BBox | None:

@@ -40,7 +40,16 @@ def knn(session: Session, query: QueryVector, k: int = 10, filters: Filters | No
 
         if index is not None or _may_have_index(session):
             idx = open_for(session, index)
-    if idx is not None:
+    shardset = None
+    if idx is None and not exact:
+        from mtquery.shards import open_for as open_shards_for
+
+        shardset = open_shards_for(session.dataset)
+    if shardset is not None:
+        from mtquery.shards import shard_knn
+
+        result = shard_knn(session, shardset, query, k, filters, include_self)
+    elif idx is not None:
         if k <= idx.max_k:
             from mtquery.index import index_knn
 

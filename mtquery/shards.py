@@ -16,9 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
+from mtquery.datasets import Dataset
 from mtquery.errors import DataError, UsageError
-from mtquery.store import top_k
+from mtquery.filters import Filters
+from mtquery.resolve import QueryVector
+from mtquery.session import Session
+from mtquery.store import RowMap, empty_rows, result_table, top_k, unit_query, with_skipped
 
 
 @dataclass(frozen=True)
@@ -100,24 +105,89 @@ def search_shards(shards: Sequence[Shard], query: np.ndarray, k: int,
     return merge_topk(hits, k)
 
 
-def build_per_file(dataset, log: Callable[[str], None] | None = None, **params) -> list[Path]:
+def shard_path(file: str | Path) -> Path:
+    """Where the per-file index of ``file`` lives: ``<file>.mtindex`` beside it."""
+    return Path(file).resolve().with_name(Path(file).name + ".mtindex")
+
+
+def build_per_file(dataset, progress=None, **params) -> list[Path]:
     """One index per file of a local dataset, each beside its file (``<file>.mtindex``): the
     unit of work of a distributed build, resumable file by file (a finished, fresh shard is
     kept)."""
     from mtquery.datasets import resolve
     from mtquery.index import load_index
     from mtquery.index_build import BuildParams, build_index
+    from mtquery.progress import emit
 
     ds = resolve(dataset)
     out = []
     for f in ds.local_files:
         one = resolve(str(f))
-        path = Path(f).resolve().with_name(Path(f).name + ".mtindex")
+        path = shard_path(f)
         try:
             load_index(path, one)
-            if log:
-                log(f"{path}: fresh, kept")
+            emit(progress, "index", message=f"{path}: fresh, kept")
         except DataError:
-            build_index(one, path, BuildParams(**params))
+            build_index(one, path, BuildParams(**params), progress=progress)
         out.append(path)
     return out
+
+
+@dataclass
+class ShardSet:
+    """The per-file indexes of a multi-file dataset, addressed by global row ids."""
+
+    shards: list[Shard]
+
+    @property
+    def rowmap(self) -> RowMap:
+        fp = [f for s in self.shards for f in s.index.store.fingerprint]
+        return RowMap.from_fingerprint(fp)
+
+    def rows(self, ids: np.ndarray) -> pa.Table:
+        """Result columns of global row ids, in that order, from each shard's store."""
+        ids = np.asarray(ids, dtype=np.int64)
+        starts = np.array([s.offset for s in self.shards], dtype=np.int64)
+        which = np.searchsorted(starts, ids, side="right") - 1
+        parts, order = [], []
+        for i in np.unique(which):
+            sel = np.flatnonzero(which == i)
+            s = self.shards[int(i)]
+            parts.append(s.index.store.rows(ids[sel] - s.offset))
+            order.append(sel)
+        if not parts:
+            return empty_rows()
+        table = pa.concat_tables(parts)
+        return table.take(pa.array(np.argsort(np.concatenate(order)), pa.int64()))
+
+
+def open_for(dataset: Dataset) -> ShardSet | None:
+    """The dataset's per-file indexes when every file of a multi-file local dataset has a
+    fresh one (``mtquery index build --per-file``), else None."""
+    from mtquery.datasets import resolve
+    from mtquery.index import MANIFEST, load_index
+
+    files = list(dataset.local_files)
+    if dataset.remote or len(files) < 2:
+        return None
+    paths = [shard_path(f) for f in files]
+    if not all((p / MANIFEST).is_file() for p in paths):
+        return None
+    for f, p in zip(files, paths):
+        load_index(p, resolve(str(f)))  # a stale shard is refused with a clear message
+    return ShardSet(open_shards(paths))
+
+
+def shard_knn(session: Session, shardset: ShardSet, query: QueryVector, k: int,
+              filters: Filters | None = None, include_self: bool = False) -> pa.Table:
+    """kNN over per-file indexes: each shard's top k, merged by the store's top-k."""
+    from mtquery.exact import allowed_ids, drop_ids
+
+    exclude = () if include_self else query.exclude_ids
+    q = unit_query(query.vector, session.dim)
+    allowed = allowed_ids(session, shardset, filters or Filters())
+    ids, scores = search_shards(shardset.shards, q, k + len(exclude), allowed)
+    rows, scores = drop_ids(shardset.rows(ids), scores, exclude, k)
+    skipped = sum(s.index.store.count_invalid() for s in shardset.shards) if allowed is None \
+        else 0
+    return with_skipped(result_table(scores, rows), skipped)

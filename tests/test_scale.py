@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtquery import open_session
-from mtquery.index import load_index
-from mtquery.index_build import BuildParams, build_index
 from mtquery.datasets import resolve
 from mtquery.errors import DataError, UsageError
+from mtquery.index import load_index
+from mtquery.index_build import BuildParams, build_index
 from mtquery.optimize import optimize, row_groups_kept
 from mtquery.shards import ShardHits, merge_topk, open_shards, search_shards
 from mtquery.synth import SynthSpec, write
@@ -326,6 +326,18 @@ def test_shard_search_equals_global_exact(raw, tmp_path):
         assert ids.tolist() == ei.tolist()
         ids, _ = search_shards(shards, q, 10)  # ANN per shard + merge
         assert len(set(ids.tolist()) & set(whole.exact(q, 10)[0].tolist())) >= 9
+    # knn() serves a dataset with per-file indexes from its shards, rows and all
+    from mtquery.exact import exact_knn
+    from mtquery.neighbours import knn
+    from mtquery.resolve import QueryVector
+
+    s = open_session(str(d))
+    q = QueryVector(vector=np.asarray(whole.vectors[3]))
+    got = knn(s, q, 10)
+    want = exact_knn(s, q, 10, use_cache=False)
+    assert len(set(got.column("unique_id").to_pylist())
+               & set(want.column("unique_id").to_pylist())) >= 9
+    assert got.column_names == want.column_names
 
 
 def test_search_index_interface(index):

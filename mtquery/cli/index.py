@@ -48,6 +48,9 @@ def build(
     sidecar: Annotated[str, typer.Option(help="Stored vectors: float32 (exact) or "
                                          "float16.")] = "float32",
     threads: Annotated[int | None, typer.Option(help="Build threads.")] = None,
+    per_file: Annotated[bool, typer.Option("--per-file", help="One index per file, beside "
+                                           "each (<file>.mtindex): resumable file by file, "
+                                           "searched shard by shard and merged.")] = False,
     exact_cache: Annotated[bool, typer.Option("--exact-cache/--no-exact-cache", hidden=True,
                                               help="No effect: the exact scan now reads the "
                                               "index's own vector store.")] = True,
@@ -64,6 +67,17 @@ def build(
     out = pick(output, index_dir, "--output", "--index-dir")
     params = BuildParams(kind=kind, nlist=nlist, pca_dim=pca_dim, rerank=rerank,
                          nprobe=nprobe, sidecar=sidecar, threads=threads)
+    if per_file:
+        from dataclasses import asdict
+
+        from mtquery.shards import build_per_file
+
+        if out is not None:
+            raise UsageError("--per-file writes each index beside its file; leave out --output")
+        with progress_bar(quiet) as on_progress:
+            paths = build_per_file(ds, progress=on_progress, **asdict(params))
+        sys.stdout.write("".join(f"{p}\n" for p in paths))
+        return
     with progress_bar(quiet) as on_progress:
         path = build_index(ds, out, params, progress=on_progress)
     sys.stdout.write(f"{path}\n")
