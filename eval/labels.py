@@ -68,8 +68,8 @@ def describe_labels(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str
 def pick_label_col(cols: dict[str, str], label_col: str | None, path: Path) -> str:
     if label_col is not None:
         if label_col not in cols:
-            raise UsageError(f"label column {label_col!r} not in {path.name} (columns: "
-                             f"{', '.join(cols)})", "label_col")
+            raise UsageError(f"label_col {label_col!r} is not a column of {path.name} "
+                             f"(columns: {', '.join(cols)})", "label_col")
         return label_col
     for name in ("label", "labels", "class", "category"):
         if name in cols:

@@ -18,10 +18,7 @@ from mtquery.errors import DataError, UsageError
 from mtquery.eval import runner
 from mtquery.eval.dataset import load_labelled
 
-BEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigearthnet_v1_examples" / (
-    "BigEarthNet-S2-Example")
-if not BEN.is_dir():
-    BEN = Path("/work/shared/data/bigearthnet_v1_examples/BigEarthNet-S2-Example")
+BEN = Path(__file__).parent / "data" / "bigearthnet" / "BigEarthNet-S2-Example"
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -180,7 +177,10 @@ def test_probe_cli_reproducible_and_self_describing(labels_dir, demo_info, tmp_p
     assert a["dataset"] == b["dataset"] and a["labels"] == b["labels"]
     for key in ("command", "dataset", "labels", "config", "versions", "timings_s", "models"):
         assert key in a
-    assert a["dataset"]["files"][0]["rows"] == demo_info["n"]
+    assert a["dataset"]["files"][0]["rows"] == demo_info["n"] == a["dataset"]["total_rows"]
+    # mtquery.store's fingerprint: resolved path, size, mtime and rows of each file
+    assert set(a["dataset"]["files"][0]) == {"path", "size", "mtime_ns", "rows"}
+    assert a["dataset"]["files"][0]["path"] == str(Path(demo_path()).resolve())
     assert a["dataset"]["rows_used"] == (demo_info["n"] + 1) // 2
     assert len(a["labels"]["sha256"]) == 64
     runs = a["metrics"]["splits"]["spatial"]["runs"]
@@ -232,6 +232,8 @@ def _bad_dataset(tmp_path: Path, kind: str) -> Path:
     vecs = t.column("embedding").to_pylist()
     if kind == "nan":
         vecs[5] = [float("nan")] * len(vecs[5])
+    elif kind == "zero":
+        vecs[5] = [0.0] * len(vecs[5])
     else:
         vecs[5] = vecs[5][:-1]
     i = t.schema.get_field_index("embedding")
@@ -241,16 +243,19 @@ def _bad_dataset(tmp_path: Path, kind: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("case", ["nothing", "single", "few", "column", "nan", "dims",
-                                  "join_col", "seeds"])
+@pytest.mark.parametrize("case", ["nothing", "single", "few", "column", "nan", "zero", "dims",
+                                  "join_col", "seeds", "k", "both_names"])
 def test_bad_inputs_one_line_error_no_file(case, labels_dir, tmp_path, capsys):
     out = tmp_path / "res.json"
     emb = "demo"
     labels = labels_dir / "ids.parquet"
     extra: list[str] = []
     expect = {"nothing": "match no fragment", "single": "single class", "few": "at least",
-              "column": "label column 'nope'", "nan": "NaN", "dims": "mixed embedding dim",
-              "join_col": "needs a 'grid_cell' column", "seeds": "--seeds"}[case]
+              "column": "label_col 'nope' is not a column", "nan": "NaN", "zero": "are all zeros",
+              "dims": "mixed embedding dim", "join_col": "needs a 'grid_cell' column",
+              "seeds": "distinct integers (--seeds)", "k": "(--k)",
+              "both_names": "--embeddings is the old name of --dataset"}[case]
+    command = "linear-probe"
     if case == "nothing":
         labels = labels_dir / "none.parquet"
     elif case == "single":
@@ -259,7 +264,7 @@ def test_bad_inputs_one_line_error_no_file(case, labels_dir, tmp_path, capsys):
         labels = labels_dir / "few.parquet"
     elif case == "column":
         extra = ["--label-col", "nope"]
-    elif case in ("nan", "dims"):
+    elif case in ("nan", "zero", "dims"):
         emb = str(_bad_dataset(tmp_path, case))
         labels = labels_dir / "cells.csv"
         extra = ["--join", "grid_cell", "--label-col", "landcover"]
@@ -267,7 +272,11 @@ def test_bad_inputs_one_line_error_no_file(case, labels_dir, tmp_path, capsys):
         extra = ["--join", "grid_cell"]
     elif case == "seeds":
         extra = ["--seeds", "1,1"]
-    code, _, err = run(["eval", "linear-probe", "--dataset", emb, "--labels", str(labels),
+    elif case == "k":
+        command, extra = "retrieval", ["--k", "0"]
+    elif case == "both_names":
+        extra = ["--embeddings", "demo"]
+    code, _, err = run(["eval", command, "--dataset", emb, "--labels", str(labels),
                         "--output", str(out), *extra], capsys)
     assert code in (1, 2)
     assert err.count("\n") == 1 and err.startswith("mtquery: error:"), err
@@ -284,7 +293,60 @@ def test_library_errors_are_typed(labels_dir):
         runner.retrieval("demo", labels_dir / "one.parquet")
 
 
-@pytest.mark.skipif(not BEN.is_dir(), reason="shared BigEarthNet examples not present")
+@pytest.mark.parametrize(("kwargs", "argument"), [
+    ({"seeds": "1,1"}, "seeds"), ({"split": "diagonal"}, "split"),
+    ({"max_per_class": -1}, "max_per_class"), ({"train_fraction": 1.5}, "train_fraction"),
+    ({"multi_label": "maybe"}, "multi_label"), ({"label_col": "nope"}, "label_col"),
+    ({"join": "grid_cell"}, "join"), ({"h3_res": 16, "split": "spatial"}, "h3_res"),
+])
+def test_library_errors_name_arguments_not_flags(labels_dir, kwargs, argument):
+    with pytest.raises(UsageError) as info:
+        runner.linear_probe("demo", labels_dir / "ids.parquet", seeds=kwargs.pop("seeds", "0"),
+                            knn=False, pca_map=False, **kwargs)
+    assert info.value.argument == argument
+    assert argument in str(info.value) and "--" not in str(info.value)
+
+
+@pytest.mark.parametrize("command", ["linear-probe", "retrieval", "report", "embed-benchmark",
+                                     "derive-labels"])
+def test_help_lists_the_new_option_names(command, capsys):
+    code, out, _ = run(["eval", command, "--help"], capsys)
+    assert code == 0
+    assert "--output" in out and "-o" in out
+    for old in ("--out ", "--out-dir", "--embeddings", "--date-from", "--date-to"):
+        assert old not in out
+    if command in ("linear-probe", "retrieval", "derive-labels"):
+        assert "--dataset" in out and "-d " in out
+    if command in ("linear-probe", "retrieval"):
+        assert "--start" in out and "--end" in out
+
+
+def test_old_option_spellings_still_work(tmp_path, capsys):
+    lab = str(Path(__file__).parent / "data" / "demo_labels" / "demo_labels.parquet")
+    common = ["--labels", lab, "--seeds", "0", "--no-knn"]
+    code, _, err = run(["eval", "linear-probe", "-d", "demo", "--start", "2000-01-01",
+                        "--end", "2100-01-01", "-o", str(tmp_path / "new.json"), *common], capsys)
+    assert code == 0, err
+    code, _, err = run(["eval", "linear-probe", "-e", "demo", "--date-from", "2000-01-01",
+                        "--date-to", "2100-01-01", "--out", str(tmp_path / "old.json"), *common],
+                       capsys)
+    assert code == 0, err
+    new, old = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("new", "old"))
+    assert new["metrics"] == old["metrics"] and new["dataset"] == old["dataset"]
+    assert old["labels"]["date_from"] == "2000-01-01"
+    code, _, err = run(["eval", "retrieval", "--embeddings", "demo", "-l", lab, "--k", "1,5",
+                        "--queries", "20", "--out", str(tmp_path / "ret.json")], capsys)
+    assert code == 0, err
+    code, _, err = run(["eval", "report", str(tmp_path / "old.json"), "--no-plots",
+                        "--out-dir", str(tmp_path / "rep")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "rep" / "report.md").is_file()
+    code, _, err = run(["eval", "report", str(tmp_path / "old.json"), "--no-plots",
+                        "--out-dir", str(tmp_path / "rep"), "-o", str(tmp_path / "rep2")],
+                       capsys)
+    assert code == 2 and "--out-dir is the old name of --output" in err
+
+
 def test_bigearthnet_adapter_real_examples(tmp_path, capsys):
     emb, lab = tmp_path / "ben.parquet", tmp_path / "ben_labels.parquet"
     code, out, err = run(["eval", "embed-benchmark", "bigearthnet", str(BEN), "--model",

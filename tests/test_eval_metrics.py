@@ -133,3 +133,112 @@ def test_balanced_sampling():
     keep = one_per_cell_date(cells, ts, ids, 0)
     assert len(keep) == 3
     assert keep.tolist() == one_per_cell_date(cells, ts, ids[::1], 0).tolist()
+
+
+# ---------------------------------------------------------------- against the old numbers
+# Values computed by the hand-written metrics / scaler / PCA / top-k that eval used before
+# scikit-learn and mtquery.store replaced them (commit 4187156), on the fixed data below; the
+# new code must agree within 1e-9.
+
+OLD_SINGLE = {
+    "oa": 0.59, "balanced_accuracy": 0.584902587427288, "macro_f1": 0.5094553743662094,
+    "per_class_f1": {"a": 0.6524822695035462, "b": 0.5346534653465347, "c": 0.5684210526315789,
+                     "d": 0.6605504587155964, "e": 0.640625, "f": 0.0},
+    "support": {"a": 71, "b": 52, "c": 55, "d": 55, "e": 67}}
+OLD_MULTI = {
+    "map": 0.31656797858645813, "micro_f1": 0.305019305019305, "macro_f1": 0.245749227526062,
+    "per_class_f1": {"u": 0.3711340206185567, "v": 0.3, "w": 0.4, "x": 0.40336134453781514,
+                     "y": 0.0, "z": 0.0},
+    "per_class_ap": {"u": 0.3678464073784271, "v": 0.21932307581370683,
+                     "w": 0.3157846897481801, "x": 0.40488571999197664, "y": 0.275},
+    "support": {"u": 39, "v": 28, "w": 42, "x": 51, "y": 33}}
+OLD_RETRIEVAL = {
+    "queries_used": 47, "queries_without_relevant": 3,
+    "precision@1": 0.1702127659574468, "recall@1": 0.01283373836565326,
+    "map@1": 0.1702127659574468, "ndcg@1": 0.1702127659574468,
+    "precision@5": 0.2595744680851063, "recall@5": 0.11501593156128428,
+    "map@5": 0.15219858156028368, "ndcg@5": 0.24885092641809997,
+    "precision@10": 0.27872340425531916, "recall@10": 0.25616369912282566,
+    "map@10": 0.13581527114391856, "ndcg@10": 0.2792253368605474,
+    "precision@20": 0.3021276595744681, "recall@20": 0.5724592581115538,
+    "map@20": 0.21531003578434618, "ndcg@20": 0.4210581520330947}
+
+
+def _close(got, want):
+    if isinstance(want, dict):
+        assert set(got) == set(want)
+        for k in want:
+            _close(got[k], want[k])
+    else:
+        assert got == pytest.approx(want, abs=1e-9, rel=0)
+
+
+def _vectors() -> np.ndarray:
+    X = np.random.default_rng(14).normal(size=(300, 16)).astype(np.float32)
+    X[10] = X[3] * 2  # same direction as row 3: tied cosine scores
+    X[11] = X[3]
+    return X
+
+
+def test_metrics_match_the_old_numbers():
+    rng = np.random.default_rng(11)
+    yt = rng.integers(0, 5, 300)
+    yp = np.where(rng.random(300) < 0.5, yt, rng.integers(0, 6, 300))
+    # f: predicted, never true; g: neither
+    _close(metrics.single_label(yt, yp, list("abcdefg")), OLD_SINGLE)
+    rng = np.random.default_rng(12)
+    Y = (rng.random((120, 6)) < 0.3).astype(np.int8)
+    Y[:, 5] = 0
+    S = np.round(rng.random((120, 6)), 1)  # tied scores
+    S[:, 4] = 0.1  # never predicted
+    _close(metrics.multi_label(Y, S, list("uvwxyz")), OLD_MULTI)
+    rng = np.random.default_rng(13)
+    rel = (rng.random((50, 20)) < 0.3).astype(np.int8)
+    n_rel = rel.sum(axis=1) + rng.integers(0, 10, 50)
+    rel[:3] = 0
+    n_rel[:3] = 0
+    _close(metrics.retrieval(rel, n_rel, [1, 5, 10, 20]), OLD_RETRIEVAL)
+
+
+def test_knn_exact_search_pca_and_probe_match_the_old_numbers():
+    from mtquery.eval.probe import linear_probe
+    from mtquery.eval.results import pca_rgb
+    from mtquery.eval.retrieval import exact_search
+
+    X = _vectors()
+    nbr, sim = knn_neighbours(X[:200], X[200:], 20)
+    assert int(nbr.sum()) == 203569
+    assert nbr[0].tolist() == [31, 110, 58, 46, 171, 137, 16, 123, 74, 82, 92, 100, 145, 150,
+                               118, 126, 3, 10, 11, 184]  # 3, 10, 11 tie: lower row first
+    assert float(sim.astype(np.float64).sum()) == pytest.approx(863.2154072225094, abs=1e-9)
+    q = np.array([3, 10, 50, 299])
+    assert exact_search(X, q, 5)[0].tolist() == [
+        [10, 11, 145, 184, 212], [3, 11, 145, 184, 212], [262, 121, 176, 60, 249],
+        [103, 156, 297, 151, 142]]
+    cells = (np.arange(300) // 7).astype(str)
+    assert exact_search(X, q, 5, cells)[0].tolist() == [
+        [10, 11, 145, 184, 212], [3, 145, 184, 212, 16], [262, 121, 176, 60, 249],
+        [103, 156, 151, 142, 51]]
+    rgb = pca_rgb(X.astype(np.float64))
+    assert float(rgb.sum()) == pytest.approx(443.5940485249582, abs=1e-9)
+    assert rgb[:2] == pytest.approx(np.array([
+        [0.06455039024122443, 0.5716663328310058, 0.30288359052278235],
+        [0.8403432728360454, 0.4450008907913387, 0.16897813574730103]]), abs=1e-9)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
+    pred, _ = linear_probe(X[:200], X[200:], y[:200], False, 0, 1000, 1.0)
+    assert np.bincount(pred).tolist() == [31, 54, 15]
+    assert pred[:20].tolist() == [0, 1, 2, 1, 1, 2, 1, 2, 2, 1, 1, 1, 2, 0, 0, 1, 0, 1, 1, 0]
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0.5, X[:, 2] > 1.0], axis=1).astype(np.int8)
+    scores, _ = linear_probe(X[:200], X[200:], Y[:200], True, 0, 1000, 1.0)
+    assert float(scores.sum()) == pytest.approx(105.94439321933244, abs=1e-9)
+    assert scores[:2] == pytest.approx(np.array([
+        [0.17975184321403503, 0.28520023822784424, 0.016597893089056015],
+        [0.9639197587966919, 0.0003291081520728767, 0.01915169507265091]]), abs=1e-9)
+
+
+def test_knn_ties_at_the_cut_go_to_the_lower_row():
+    # four rows tie with the query (cosine 0.707): k = 2 and 3 keep the lowest rows of the tie
+    train = np.array([[1, 0], [0, 1], [0, 2], [0, 3], [-1, 0]], dtype=np.float32)
+    query = np.array([[1, 1]], dtype=np.float32)
+    assert knn_neighbours(train, query, 3)[0].tolist() == [[0, 1, 2]]
+    assert knn_neighbours(train[::-1].copy(), query, 2)[0].tolist() == [[1, 2]]

@@ -3,7 +3,7 @@
 embedded from (rule: ``auto`` = SCL majority land/water/cloud on the L2A tile, NDWI > 0 majority
 water/land on the L1C scene; see mtquery/eval/derive_labels.py and docs/eval.md).
 
-    python tests/data/demo_labels/make_labels.py [--embeddings demo] [--out FILE]
+    python tests/data/demo_labels/make_labels.py [--dataset demo] [--output FILE]
 
 Needs the shared real scenes (../shared/data); the result is small and shipped beside this file.
 """
@@ -20,11 +20,12 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--embeddings", default="demo")
-    ap.add_argument("--out", default=str(HERE / "demo_labels.parquet"))
+    # --embeddings / --out: the spellings of the previous release
+    ap.add_argument("--dataset", "-d", "--embeddings", default="demo")
+    ap.add_argument("--output", "-o", "--out", default=str(HERE / "demo_labels.parquet"))
     ap.add_argument("--rule", default="auto")
     a = ap.parse_args()
-    print(derive(a.embeddings, a.out, rule=a.rule))
+    print(derive(a.dataset, a.output, rule=a.rule))
 
 
 if __name__ == "__main__":
