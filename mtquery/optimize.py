@@ -5,23 +5,27 @@
 - row groups of ``row_group_size`` rows (10k pruned best on 1M rows: MEASURED.md);
 - a GeoParquet 1.1 ``bbox`` covering column ``struct<xmin, ymin, xmax, ymax>`` (double) and
   the ``covering`` entry in the ``geo`` metadata, so readers prune row groups by bbox stats;
-- the vector as ``fixed_size_list<float32>[dim]`` (or float16 with ``--float16``); zstd;
+- the vector as ``fixed_size_list<float32>[dim]`` (or float16 with ``float16=True``); zstd;
 - streaming with bounded memory: DuckDB's external sort (``memory_limit``, spilling to a
   temporary directory inside the output's staging directory) feeds a Parquet writer batch
   by batch, so inputs larger than RAM work;
-- safe: the input is never overwritten and the output appears all at once (a staging
-  directory renamed into place after every file is written and re-counted); a manifest
+- safe: the input is never overwritten and the output appears all at once: it is staged in
+  ``.mtquery-staging/`` beside the output (``mtquery.staging``: hidden, never read as data,
+  swept by the next run when a run is killed) and renamed into place after every file is
+  written and re-counted; on failure the staging is discarded. A full disk and a second run
+  publishing the same output first are one-line DataErrors. A manifest
   ``_optimize.json`` records inputs, outputs, settings and timings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,9 @@ import pyarrow as pa
 
 from mtquery.datasets import Dataset, resolve
 from mtquery.errors import DataError, UsageError
+from mtquery.progress import ProgressCallback, emit
+from mtquery.staging import discard, new_staging, tidy
+from mtquery.store import fingerprint
 
 MANIFEST = "_optimize.json"  # leading "_": ignored by pyarrow datasets
 DEFAULT_ROW_GROUP = 10_000
@@ -69,28 +76,32 @@ def select_sql(sort: bool = True) -> str:
 
 def _check_paths(ds: Dataset, output: Path) -> None:
     out = output.resolve()
-    if out.exists() and out.is_file():
-        raise UsageError(f"--output {output} is a file; give a directory that does not exist "
-                         "(or is empty)")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output {output} is a file; give a directory that does not exist "
+                         "(or is empty)", "output")
     for f in ds.local_files:
         rf = Path(f).resolve()
         if rf == out or out in rf.parents:
-            raise UsageError(f"--output {output} holds the input {f}; optimize never "
-                             "overwrites its input: choose another directory")
+            raise UsageError(f"output {output} holds the input {f}; optimize never "
+                             "overwrites its input: choose another directory", "output")
     if out.is_dir() and any(out.iterdir()):
-        raise UsageError(f"--output {output} exists and is not empty; optimize never "
-                         "overwrites: choose a new directory")
+        raise UsageError(f"output {output} exists and is not empty; optimize never "
+                         "overwrites: choose a new directory", "output")
 
 
-def _fingerprint(files: Sequence[Path]) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    out = []
-    for f in files:
-        st = Path(f).stat()
-        out.append({"path": str(Path(f).resolve()), "size": st.st_size,
-                    "mtime_ns": st.st_mtime_ns, "rows": pq.ParquetFile(f).metadata.num_rows})
-    return out
+def _no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a full disk: ENOSPC from Python or Arrow,
+    or DuckDB's spill / write error text."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class _Writer:
@@ -149,8 +160,17 @@ class _Writer:
             self._flush(pa.concat_tables(self._pending))
         self._pending, self._pending_rows = [], 0
         if self._w is not None:
-            self._w.close()
-            self._w = None
+            w, self._w = self._w, None
+            w.close()
+
+    def abort(self) -> None:
+        """Drop what is pending and close the open file, ignoring its errors (after a
+        failure: the staging is discarded, and a second error must not hide the first)."""
+        self._pending, self._pending_rows = [], 0
+        w, self._w = self._w, None
+        if w is not None:
+            with contextlib.suppress(Exception):
+                w.close()
 
 
 def _convert(batch: pa.RecordBatch, schema: pa.Schema, dim: int) -> pa.Table:
@@ -183,35 +203,83 @@ def optimize(inputs: Sequence[str] | str, output: str | Path,
              row_group_size: int = DEFAULT_ROW_GROUP, float16: bool = False,
              rows_per_file: int | None = None, memory_limit: str = "2GB",
              threads: int | None = None, compression_level: int | None = None,
-             validate: bool = True, log: Callable[[str], None] | None = None) -> dict:
-    """Rewrite ``inputs`` into ``output`` (a new directory). Returns the manifest."""
-    import duckdb
+             validate: bool = True, progress: ProgressCallback | None = None) -> dict:
+    """Rewrite ``inputs`` into ``output`` (a new or empty directory). Returns the manifest.
 
-    from mtquery.session import open_session
-    from mtquery.schema import with_geo_metadata
-
-    say = log or (lambda _m: None)
+    ``progress`` receives ``optimizing`` row events (``total`` = the input's rows), the
+    validation's events and one-line status messages. Raises UsageError for bad
+    arguments, DataError for unreadable input, a full disk ("no space left on device writing
+    OUTPUT") or an output another run published first; nothing is published on failure."""
     if row_group_size < 1:
-        raise UsageError(f"--row-group-size must be positive, e.g. {DEFAULT_ROW_GROUP}")
+        raise UsageError(f"row_group_size must be positive, e.g. {DEFAULT_ROW_GROUP}",
+                         "row_group_size")
     if rows_per_file is not None and rows_per_file < row_group_size:
-        raise UsageError("--rows-per-file must be at least --row-group-size")
+        raise UsageError(f"rows_per_file must be at least row_group_size ({row_group_size})",
+                         "rows_per_file")
+    mem = _mem(memory_limit)
     ds = resolve(list(inputs) if not isinstance(inputs, str) else inputs)
     if ds.remote:
         raise DataError("optimize reads local files; download the remote files first")
     output = Path(output)
     _check_paths(ds, output)
-    inputs_fp = _fingerprint(ds.local_files)
+    inputs_fp = fingerprint(ds.local_files)
     n_in = sum(f["rows"] for f in inputs_fp)
     t0 = time.perf_counter()
     out_abs = output.resolve()
-    stage = out_abs.with_name(f".{out_abs.name}.tmp-{os.getpid()}")
-    shutil.rmtree(stage, ignore_errors=True)
-    (stage / ".spill").mkdir(parents=True)
+    try:
+        stage = new_staging(out_abs.parent, out_abs.name)
+    except OSError as exc:
+        raise DataError(f"cannot write beside {output}: {exc.strerror or exc}") from exc
+    try:
+        manifest = _write_stage(ds, stage, n_in, inputs_fp, t0, row_group_size, float16,
+                                rows_per_file, mem, memory_limit, threads, compression_level,
+                                validate, progress)
+        _publish(stage, out_abs, output)
+    except BaseException as exc:
+        discard(stage)
+        if isinstance(exc, Exception) and _no_space(exc):
+            raise DataError(f"no space left on device writing {output}; nothing was "
+                            "published: free some space or choose another output") from exc
+        raise
+    tidy(out_abs.parent)
+    emit(progress, "optimizing", message=(
+        f"optimized {n_in:,} rows into {len(manifest['outputs'])} file(s) under {output} "
+        f"in {manifest['seconds']:.1f} s"))
+    return manifest
+
+
+def _publish(stage: Path, out_abs: Path, output: Path) -> None:
+    """Rename the staging directory into place: atomic, and never over another output (a
+    rename onto a non-empty directory fails; onto an empty one it replaces it)."""
+    try:
+        os.rename(stage, out_abs)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise DataError(f"{output} was created by another run while this one was writing; "
+                            "kept it and discarded this run's output") from exc
+        if exc.errno == errno.ENOTDIR:
+            raise DataError(f"{output} was replaced by a file while this run was writing; "
+                            "discarded this run's output") from exc
+        raise DataError(f"cannot publish {output}: {exc.strerror or exc}") from exc
+
+
+def _write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: float,
+                 row_group_size: int, float16: bool, rows_per_file: int | None, mem: str,
+                 memory_limit: str, threads: int | None, compression_level: int | None,
+                 validate: bool, progress: ProgressCallback | None) -> dict:
+    """Write every output file and the manifest into ``stage``; returns the manifest."""
+    import duckdb
+
+    from mtquery.schema import with_geo_metadata
+    from mtquery.session import describe_error, open_session
+
+    spill = stage / ".spill"
+    spill.mkdir()
     session = open_session(ds, threads=threads)
     try:
         con = session.con
-        con.execute(f"SET memory_limit = '{_mem(memory_limit)}'")
-        con.execute("SET temp_directory = ?", [str(stage / ".spill")])
+        con.execute(f"SET memory_limit = '{mem}'")
+        con.execute("SET temp_directory = ?", [str(spill)])
         con.execute("SET preserve_insertion_order = true")
         con.execute("SET enable_progress_bar = false")
         dim = session.dim
@@ -220,66 +288,58 @@ def optimize(inputs: Sequence[str] | str, output: str | Path,
                                    covering=True).schema
         writer = _Writer(stage, schema, row_group_size, rows_per_file, "zstd",
                          compression_level)
+        emit(progress, "optimizing", total=n_in, unit="rows")
         n_out = 0
         try:
             reader = con.execute(select_sql()).to_arrow_reader(row_group_size)
             for batch in reader:
                 writer.add(_convert(batch, schema, dim))
                 n_out += batch.num_rows
-                if n_out % (20 * row_group_size) < row_group_size:
-                    say(f"  {n_out:,} / {n_in:,} rows written")
-        except duckdb.Error as exc:
-            from mtquery.session import describe_error
-
-            raise DataError(f"optimize failed: {describe_error(exc)}") from exc
-        finally:
+                emit(progress, "optimizing", batch.num_rows, total=n_in, unit="rows")
             writer.close()
-        shutil.rmtree(stage / ".spill", ignore_errors=True)
-        written = _fingerprint([stage / f["file"] for f in writer.files])
-        if n_out != n_in or sum(f["rows"] for f in written) != n_in:
-            raise DataError(f"optimize wrote {n_out} rows but the input has {n_in}; "
-                            "output discarded")
-        elapsed = time.perf_counter() - t0
-        manifest = {
-            "tool": "mtquery optimize", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                 time.gmtime()),
-            "rows": n_in, "dim": dim,
-            "sort": ["ST_Hilbert(centre_lon, centre_lat, globe, 16 bits)", "acquired_at",
-                     "unique_id"],
-            "row_group_size": row_group_size, "rows_per_file": rows_per_file,
-            "embedding": f"fixed_size_list<{'float16' if float16 else 'float32'}>[{dim}]",
-            "compression": "zstd" + (f"({compression_level})" if compression_level else ""),
-            "bbox_covering": "bbox", "memory_limit": memory_limit, "seconds": round(elapsed, 2),
-            "inputs": inputs_fp,
-            "outputs": [{**f, "bytes": w["size"]} for f, w in zip(writer.files, written,
-                                                                   strict=True)],
-        }
-        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if validate:
-            _validate(stage, say)
-        if output.exists():
-            output.rmdir()  # checked empty above
-        os.replace(stage, out_abs)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+        except BaseException as exc:
+            writer.abort()
+            if isinstance(exc, duckdb.Error) and not _no_space(exc):
+                raise DataError(f"optimize failed: {describe_error(exc)}") from exc
+            raise
     finally:
         session.close()
-    say(f"optimized {n_in:,} rows into {len(manifest['outputs'])} file(s) under {output} "
-        f"in {manifest['seconds']:.1f} s")
+    shutil.rmtree(spill, ignore_errors=True)
+    written = fingerprint([stage / f["file"] for f in writer.files])
+    if n_out != n_in or sum(f["rows"] for f in written) != n_in:
+        raise DataError(f"optimize wrote {n_out} rows but the input has {n_in}; "
+                        "output discarded")
+    manifest = {
+        "tool": "mtquery optimize", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                             time.gmtime()),
+        "rows": n_in, "dim": dim,
+        "sort": ["ST_Hilbert(centre_lon, centre_lat, globe, 16 bits)", "acquired_at",
+                 "unique_id"],
+        "row_group_size": row_group_size, "rows_per_file": rows_per_file,
+        "embedding": f"fixed_size_list<{'float16' if float16 else 'float32'}>[{dim}]",
+        "compression": "zstd" + (f"({compression_level})" if compression_level else ""),
+        "bbox_covering": "bbox", "memory_limit": memory_limit,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "inputs": inputs_fp,
+        "outputs": [{**f, "bytes": w["size"]} for f, w in zip(writer.files, written,
+                                                               strict=True)],
+    }
+    (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    if validate:
+        _validate(stage, progress)
     return manifest
 
 
-def _validate(root: Path, say: Callable[[str], None]) -> None:
+def _validate(root: Path, progress: ProgressCallback | None) -> None:
     from mtquery.validate import validate as run_validate
 
-    report = run_validate([str(root)])
+    report = run_validate([str(root)], progress=progress)
     failed = [c for c in report.as_dict()["checks"] if c["status"] == "FAIL"]
     if failed:
         c = failed[0]
         raise DataError(f"optimized output fails validation ({c['check']}: {c['example']}); "
                         "output discarded")
-    say(f"validated {report.rows:,} rows: VALID")
+    emit(progress, "optimizing", message=f"validated {report.rows:,} rows: VALID")
 
 
 def _mem(text: str) -> str:
@@ -289,9 +349,11 @@ def _mem(text: str) -> str:
     try:
         float(num)
     except ValueError:
-        raise UsageError(f"--memory-limit must look like 2GB or 512MB (got {text!r})") from None
+        raise UsageError(f"memory_limit must look like 2GB or 512MB (got {text!r})",
+                         "memory_limit") from None
     if unit not in ("", "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB", "B"):
-        raise UsageError(f"--memory-limit must look like 2GB or 512MB (got {text!r})")
+        raise UsageError(f"memory_limit must look like 2GB or 512MB (got {text!r})",
+                         "memory_limit")
     return t
 
 
@@ -333,8 +395,8 @@ def _may_hit(stats: dict, b: Sequence[float]) -> bool:
 def explain(dataset: str | Dataset, filters, limit: int | None = None) -> str:
     """DuckDB's EXPLAIN ANALYZE of the search query, with row groups kept by statistics and
     the wall time of the query itself."""
-    from mtquery.session import open_session
     from mtquery.search_sql import search_sql
+    from mtquery.session import open_session
 
     session = open_session(dataset)
     try:
