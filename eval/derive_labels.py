@@ -19,6 +19,7 @@ The output (Parquet) has ``unique_id``, ``label``, ``rule``, ``water_fraction``,
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -38,14 +39,14 @@ SCL_GROUP = {6: "water", 3: "cloud", 8: "cloud", 9: "cloud", 10: "cloud"}
 _SUFFIXES = (".tif", ".tiff", ".jp2")
 
 
+ENV_SOURCES = "MTQUERY_LABEL_SOURCES"
+
+
 def default_sources() -> list[Path]:
-    """The real scenes of the shared data folder, when it is there (the demo's sources)."""
-    roots = [Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")]
-    for root in roots:
-        if root.is_dir():
-            return [root / "s2l1c_virginia_scene",
-                    root / "s2l2a_T29RKH_cog_100m" / "S2A_29RKH_20200219_0_L2A"]
-    return []
+    """Scene folders named by ``$MTQUERY_LABEL_SOURCES`` (separated by the OS path separator,
+    ``:`` on Linux), else none: the scenes must then be given."""
+    value = os.environ.get(ENV_SOURCES, "")
+    return [Path(p) for p in value.split(os.pathsep) if p]
 
 
 def _band_file(folder: Path, band: str) -> Path | None:
@@ -132,8 +133,8 @@ def derive(dataset, output: str | Path, rule: str = "auto",
         raise UsageError(f"rule must be one of {', '.join(RULES)}, got {rule!r}", "rule")
     folders = [Path(s) for s in (sources or default_sources())]
     if not folders:
-        raise DataError("no source scenes given (sources) and the shared data folder "
-                        "is not there", "sources")
+        raise DataError(f"no source scenes given: pass the scene folders (sources) or set "
+                        f"${ENV_SOURCES}", "sources")
     scenes = [Scene(f) for f in folders if Path(f).is_dir()]
     if not scenes:
         raise DataError(f"no source scene folders found: {', '.join(map(str, folders))}",

@@ -100,21 +100,14 @@ def _index_rows(ds: LabelledSet, idx) -> np.ndarray:
     """Global row ids, in an mtquery index, of the evaluated set's rows."""
     if ds.source_file is None or ds.source_row is None:
         raise DataError("the evaluated rows do not say where they live; cannot use the index")
-    offsets = idx.file_offsets()
-    base = []
-    for f in ds.source_file.tolist():
-        off = offsets.get(f, offsets.get(str(Path(f).resolve())))
-        if off is None:
-            raise DataError(f"the index does not cover {f}; rebuild it (mtquery index build)")
-        base.append(off)
-    return np.asarray(base, dtype=np.int64) + ds.source_row.astype(np.int64)
+    return idx.store.rowmap.global_rows(ds.source_file, ds.source_row)
 
 
 def mtquery_index_compare(ds: LabelledSet, q_idx: np.ndarray, exact: np.ndarray,
                           ks: list[int], idx) -> dict:
     """Recall@k of the dataset's mtquery ANN index (``mtquery index build``) against the exact
     top-k, searched among the evaluated rows only, and its latency per single query."""
-    from mtquery.ann import search_index
+    from mtquery.index import search_index
 
     grows = _index_rows(ds, idx)
     order = np.argsort(grows)

@@ -124,8 +124,8 @@ def linear_probe(dataset, labels, *, label_col: str | None = None, join: str = "
 
 def _mtquery_index(dataset):
     """The dataset's own ANN index (``mtquery index build``), checked fresh."""
-    from mtquery.ann import find_index, load_index
     from mtquery.datasets import resolve
+    from mtquery.index import find_index, load_index
 
     ds = resolve(dataset)
     path = find_index(ds)

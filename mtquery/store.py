@@ -99,18 +99,25 @@ def top_k(scores: np.ndarray, k: int, ids: np.ndarray | None = None
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top-k of a (queries, candidates) score matrix: (columns, scores), each
     (queries, k), best first, ties to the lower column. Non-finite scores rank last."""
-    s = np.where(np.isfinite(scores), scores, -np.inf)
-    k = min(k, s.shape[1])
-    if k < s.shape[1]:
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        kth = np.take_along_axis(s, part, 1).min(axis=1, keepdims=True)
-        if (np.sum(s >= kth, axis=1) > k).any():  # ties at the boundary: decide by column
-            part = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(s.shape[1]), s.shape).copy()
-    vals = np.take_along_axis(s, part, 1)
-    order = np.lexsort((part, -vals.astype(np.float64)), axis=1)
-    return np.take_along_axis(part, order, 1), np.take_along_axis(vals, order, 1)
+    s = scores if np.isfinite(scores).all() else np.where(np.isfinite(scores), scores, -np.inf)
+    n = s.shape[1]
+    k = min(k, n)
+    if k < n:
+        # k + 1 best: a tie between the k-th and the (k+1)-th decides by column, so only the
+        # rows where they are equal need a full stable sort
+        part = np.argpartition(s, n - k - 1, axis=1)[:, n - k - 1:]  # no negated copy
+        vals = np.take_along_axis(s, part, 1)
+        order = np.lexsort((part, -vals.astype(np.float64)), axis=1)
+        part = np.take_along_axis(part, order, 1)
+        vals = np.take_along_axis(vals, order, 1)
+        tied = np.flatnonzero(vals[:, k - 1] == vals[:, k])
+        if tied.size:
+            part[tied, :k] = np.argsort(-s[tied], axis=1, kind="stable")[:, :k]
+            vals[tied, :k] = np.take_along_axis(s[tied], part[tied, :k], 1)
+        return part[:, :k], vals[:, :k]
+    part = np.broadcast_to(np.arange(n), s.shape)
+    order = np.lexsort((part, -s.astype(np.float64)), axis=1)
+    return np.take_along_axis(part, order, 1), np.take_along_axis(s, order, 1)
 
 
 def distances(scores: np.ndarray) -> np.ndarray:

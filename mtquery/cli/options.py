@@ -18,8 +18,7 @@ DATASET_HELP = ("File, directory, glob, comma-separated list, URL (https://, hf:
                 "name (demo, siglip, dinov2, ssl4eo-s2l1c, ssl4eo-s1rtc). Default: demo.")
 DatasetOpt = Annotated[
     str | None,
-    typer.Option("--dataset", "-d", envvar="MTQUERY_DATASET", show_envvar=True,
-                 help=DATASET_HELP),
+    typer.Option("--dataset", "-d", help=DATASET_HELP + " ($MTQUERY_DATASET sets the default.)"),
 ]
 EmbeddingsAlias = Annotated[
     str | None, typer.Option("--embeddings", "-e", hidden=True, help="Old name of --dataset.")

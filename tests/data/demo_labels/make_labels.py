@@ -24,8 +24,13 @@ def main() -> None:
     ap.add_argument("--dataset", "-d", "--embeddings", default="demo")
     ap.add_argument("--output", "-o", "--out", default=str(HERE / "demo_labels.parquet"))
     ap.add_argument("--rule", default="auto")
+    ap.add_argument("--shared", default=str(HERE.parents[3] / "shared" / "data"),
+                    help="the project's shared data folder holding the real scenes")
     a = ap.parse_args()
-    print(derive(a.dataset, a.output, rule=a.rule))
+    shared = Path(a.shared)
+    sources = [shared / "s2l1c_virginia_scene",
+               shared / "s2l2a_T29RKH_cog_100m" / "S2A_29RKH_20200219_0_L2A"]
+    print(derive(a.dataset, a.output, rule=a.rule, sources=sources))
 
 
 if __name__ == "__main__":
