@@ -1,4 +1,4 @@
-"""Which ``pixel_bbox`` order a file follows (STANDARD.md §4 quirk).
+"""Which ``pixel_bbox`` order a file follows (docs/standard.md, "Fragmenting").
 
 Both mtquery and the reference store ``pixel_bbox = [row_off, col_off, row_off+f, col_off+f]``.
 mtquery gives each fragment the footprint of its own pixels ("own"); the reference reads the

@@ -1,4 +1,4 @@
--- embeddings: one row per fragment with every standard column (STANDARD.md §6).
+-- embeddings: one row per fragment with every standard column (docs/standard.md, "Output schema").
 --   embedding    FLOAT[{dim}]  the vector, whatever its layout on disk (list, fixed-size list, Array2D)
 --   timestamp    VARCHAR       acquisition time as written in the source metadata
 --   acquired_at  TIMESTAMP     UTC, parsed from `timestamp`: S2 style 20200717T105031 or ISO 8601 (an offset

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Make the bundled ``demo`` dataset (``mtquery/data/demo.parquet`` + ``demo.md``) with the
 generation pipeline itself: ``spectral``-baseline embeddings (60-d, no weights) of REAL
-Sentinel-2 imagery from ``shared/data``, every full Major TOM Core window (spec §3) of
+Sentinel-2 imagery from ``shared/data``, every full Major TOM Core window (docs/standard.md, "Core windows") of
 
 * the Virginia Eastern Shore L1C crop (``s2l1c_virginia_scene``, 10 m, EPSG:32618): cell
   419U_667L - ocean, barrier islands, lagoon marsh and farmland;
