@@ -1,7 +1,19 @@
-"""``mtquery validate``: check files against the Major TOM embedding standard (STANDARD.md §6).
+"""``mtquery validate``: check files against the Major TOM embedding standard
+(docs/standard.md, "Output schema").
 
-Streams each file by record batch (bounded memory); cross-file checks (one dimension, unique
-ids) are accumulated as it goes. Every check reports PASS/FAIL with a count and an example.
+Streams each file row group by row group, record batch by record batch (bounded memory);
+cross-file checks (one dimension, unique ids) are accumulated as it goes. Every check reports
+PASS / FAIL (WARN for what queries survive but should be fixed) with a count and an example:
+
+- ``readable``: every data page decodes (a corrupt page fails its row group, the rest is
+  still checked); a file whose footer cannot be read is a one-line DataError;
+- ``vectors``: no zero, NaN or infinite vector. Such a vector has no direction: the one rule
+  everywhere (``mtquery.store.invalid_rows``) is that knn skips it and the SQL
+  ``cosine_distance`` gives NULL;
+- ``timestamp`` (WARN): every timestamp parses as S2 style ``20200717T105031`` or ISO 8601
+  the way the ``embeddings`` view parses it; placeholders (``unknown``, empty, null,
+  impossible dates like ``2020-02-30``) give a NULL ``acquired_at`` that time filters never
+  match.
 """
 
 from __future__ import annotations
@@ -22,13 +34,17 @@ from mtquery.grid import parse_cells, rowcol_bounds
 from mtquery.pixel_order import detect_pixel_bbox_order
 from mtquery.progress import ProgressCallback, emit
 from mtquery.schema import check_columns, embedding_matrix
+from mtquery.store import invalid_rows
 
 BATCH_ROWS = 32_768
 DEFAULT_TOLERANCE_KM = 2.0
 KM_PER_DEG = 111.32
 
-CHECKS = ("columns", "geo_metadata", "dimension", "finite_vectors", "geometry_valid",
-          "geometry_in_cell", "cell_rowcol", "unique_id")
+CHECKS = ("columns", "geo_metadata", "readable", "dimension", "vectors", "timestamp",
+          "geometry_valid", "geometry_in_cell", "cell_rowcol", "unique_id")
+#: checks whose failures are reported as WARN: queries still work, the data should be fixed
+WARN_CHECKS = ("timestamp",)
+TIME_FORMS = "S2 style 20200717T105031 or ISO 8601"
 
 
 @dataclass
@@ -38,6 +54,7 @@ class Check:
     checked: int = 0
     example: str | None = None
     skipped: str | None = None
+    level: str = "FAIL"  # the status when something failed: FAIL, or WARN
 
     def fail(self, count: int, example: str) -> None:
         if count:
@@ -49,7 +66,7 @@ class Check:
     def status(self) -> str:
         if self.skipped:
             return "SKIP"
-        return "PASS" if self.failures == 0 else "FAIL"
+        return "PASS" if self.failures == 0 else self.level
 
 
 @dataclass
@@ -57,12 +74,18 @@ class Report:
     files: list[str]
     rows: int = 0
     dims: dict[int, str] = field(default_factory=dict)
-    checks: dict[str, Check] = field(default_factory=lambda: {n: Check(n) for n in CHECKS})
+    checks: dict[str, Check] = field(default_factory=lambda: {
+        n: Check(n, level="WARN" if n in WARN_CHECKS else "FAIL") for n in CHECKS})
     pixel_bbox_order: str | None = None
 
     @property
     def ok(self) -> bool:
+        """No check failed (warnings allowed)."""
         return all(c.status != "FAIL" for c in self.checks.values())
+
+    @property
+    def warnings(self) -> list[str]:
+        return [c.name for c in self.checks.values() if c.status == "WARN"]
 
     def as_dict(self) -> dict:
         return {
@@ -108,22 +131,84 @@ def _is_wgs84(crs: object) -> bool:
         return False
 
 
-def _check_batch(batch: pa.RecordBatch, path: str, report: Report, tol_km: float) -> None:
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one printable line (Arrow / thrift messages span lines)."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return "".join(ch if ch.isprintable() else "?" for ch in text) or type(exc).__name__
+
+
+class _TimeParser:
+    """Which timestamp strings the ``embeddings`` view cannot turn into ``acquired_at``:
+    the view's own rule (S2 style first, then DuckDB's TIMESTAMPTZ cast), run in DuckDB."""
+
+    # the view's acquired_at expression; DuckDB's special words (infinity, epoch...) parse
+    # there too, hence the leading year
+    SQL = ("SELECT v FROM _ts WHERE NOT regexp_matches(v, '^[0-9]{4}') OR NOT coalesce("
+           "isfinite(coalesce(try_strptime(v, '%Y%m%dT%H%M%S'), "
+           "timezone('UTC', TRY_CAST(v AS TIMESTAMPTZ)))), false)")
+
+    def __init__(self) -> None:
+        self._con = None
+
+    def bad(self, values: pa.Array) -> pa.Array:
+        """The distinct non-null ``values`` that do not parse."""
+        if len(values) == 0:
+            return values
+        if self._con is None:
+            import duckdb
+
+            self._con = duckdb.connect()
+            self._con.execute("SET TimeZone = 'UTC'")
+        self._con.register("_ts", pa.table({"v": values}))
+        try:
+            return self._con.execute(self.SQL).to_arrow_table().column("v").combine_chunks()
+        finally:
+            self._con.unregister("_ts")
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def _check_timestamps(batch: pa.RecordBatch, path: str, check: Check,
+                      parser: _TimeParser) -> None:
+    col = batch.column("timestamp")
+    check.checked += batch.num_rows
+    bad_mask = pc.is_null(col)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        bad_values = parser.bad(pc.unique(col.drop_null()).cast(pa.string()))
+        if len(bad_values):
+            bad_mask = pc.or_(bad_mask, pc.is_in(col.cast(pa.string()), value_set=bad_values))
+    bad = np.flatnonzero(bad_mask.to_numpy(zero_copy_only=False))
+    if len(bad):
+        i = int(bad[0])
+        value = col[i].as_py()
+        check.fail(len(bad), f"{path}: timestamp {value!r} of unique_id "
+                   f"{batch.column('unique_id')[i]} is not {TIME_FORMS}: its acquired_at is "
+                   "NULL, time filters never match it")
+
+
+def _check_batch(batch: pa.RecordBatch, path: str, report: Report, tol_km: float,
+                 parser: _TimeParser) -> None:
     ch = report.checks
     n = batch.num_rows
-    # vectors: dimension + finiteness
+    # vectors: dimension, and a direction (not zero, NaN or infinite)
     try:
         mat = embedding_matrix(batch.column("embedding"))
         report.dims.setdefault(mat.shape[1], path)
         ch["dimension"].checked += n
-        finite = np.isfinite(mat).all(axis=1)
-        ch["finite_vectors"].checked += n
-        bad = np.nonzero(~finite)[0]
-        ch["finite_vectors"].fail(len(bad), f"{path}: row of unique_id "
-                                  f"{batch.column('unique_id')[int(bad[0])] if len(bad) else ''}"
-                                  " holds NaN/inf")
+        ch["vectors"].checked += n
+        bad = np.flatnonzero(invalid_rows(mat))
+        if len(bad):
+            i = int(bad[0])
+            kind = "zero" if np.isfinite(mat[i]).all() else "NaN / infinite"
+            ch["vectors"].fail(len(bad), f"{path}: unique_id {batch.column('unique_id')[i]} "
+                               f"has a {kind} vector (no direction: knn skips such vectors, "
+                               "cosine_distance gives NULL)")
     except DataError as exc:
         ch["dimension"].fail(n, f"{path}: {exc}")
+    _check_timestamps(batch, path, ch["timestamp"], parser)
     # geometry
     geoms = shapely.from_wkb(batch.column("geometry").to_numpy(zero_copy_only=False),
                              on_invalid="ignore")
@@ -185,36 +270,64 @@ def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE
     if ds.remote:
         raise DataError("validate reads local files; download the remote files first")
     report = Report(files=[str(f) for f in ds.local_files])
-    total_rows = None
+    files = []
+    for f in ds.local_files:
+        try:
+            files.append((str(f), pq.ParquetFile(f)))
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"cannot read {f}: {_one_line(exc)}") from exc
+    total_rows = sum(pf.metadata.num_rows for _, pf in files)
+    emit(progress, "validating", total=total_rows, unit="rows")
     ids: list[np.ndarray] = []
     order_sample: list[pa.Table] = []
-    for f in ds.local_files:
-        path = str(f)
-        try:
-            pf = pq.ParquetFile(f)
-        except (pa.ArrowException, OSError) as exc:
-            raise DataError(f"cannot read {path}: {exc}") from exc
-        schema = pf.schema_arrow
-        _check_geo(schema.metadata, path, report.checks["geo_metadata"])
-        problems = check_columns(schema)
-        report.checks["columns"].checked += 1
-        if problems:
-            report.checks["columns"].fail(len(problems), f"{path}: {problems[0]}")
-            report.rows += pf.metadata.num_rows
-            continue
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS):
-            _check_batch(batch, path, report, tolerance_km)
-            ids.append(batch.column("unique_id").to_numpy(zero_copy_only=False))
-            report.rows += batch.num_rows
-            if len(order_sample) < 8:
-                order_sample.append(pa.Table.from_batches([batch]).select(
-                    ["grid_cell", "product_id", "timestamp", "pixel_bbox", "centre_lat",
-                     "centre_lon"]))
-            emit(progress, "validating", batch.num_rows, total=total_rows, unit="rows")
+    parser = _TimeParser()
+    try:
+        for path, pf in files:
+            schema = pf.schema_arrow
+            _check_geo(schema.metadata, path, report.checks["geo_metadata"])
+            problems = check_columns(schema)
+            report.checks["columns"].checked += 1
+            if problems:
+                report.checks["columns"].fail(len(problems), f"{path}: {problems[0]}")
+                report.rows += pf.metadata.num_rows
+                emit(progress, "validating", pf.metadata.num_rows, total=total_rows,
+                     unit="rows")
+                continue
+            for batch in _batches(pf, path, report, progress, total_rows):
+                _check_batch(batch, path, report, tolerance_km, parser)
+                ids.append(batch.column("unique_id").to_numpy(zero_copy_only=False))
+                if len(order_sample) < 8:
+                    order_sample.append(pa.Table.from_batches([batch]).select(
+                        ["grid_cell", "product_id", "timestamp", "pixel_bbox", "centre_lat",
+                         "centre_lon"]))
+    finally:
+        parser.close()
     _check_dims(report)
     _check_unique(report, ids)
     report.pixel_bbox_order = _pixel_order(order_sample)
     return report
+
+
+def _batches(pf: pq.ParquetFile, path: str, report: Report,
+             progress: ProgressCallback | None, total_rows: int):
+    """Record batches of every row group; a row group whose pages do not decode fails the
+    ``readable`` check for the rows not read, and the next row group is read."""
+    check = report.checks["readable"]
+    check.checked += 1
+    for g in range(pf.metadata.num_row_groups):
+        rows = pf.metadata.row_group(g).num_rows
+        done = 0
+        try:
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[g]):
+                done += batch.num_rows
+                report.rows += batch.num_rows
+                emit(progress, "validating", batch.num_rows, total=total_rows, unit="rows")
+                yield batch
+        except (pa.ArrowException, OSError) as exc:
+            check.fail(max(rows - done, 1), f"{path}: row group {g} cannot be read "
+                       f"({_one_line(exc)})")
+            report.rows += rows - done
+            emit(progress, "validating", rows - done, total=total_rows, unit="rows")
 
 
 def _check_dims(report: Report) -> None:

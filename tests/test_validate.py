@@ -47,8 +47,8 @@ def test_nan_vector(tmp_path):
     m = synth.vectors(t).copy()
     m[3, 1] = np.nan
     r = validate([_write(tmp_path, _replace(t, "embedding", embedding_array(m)))])
-    assert _status(r)["finite_vectors"] == "FAIL"
-    assert r.checks["finite_vectors"].failures == 1
+    assert _status(r)["vectors"] == "FAIL"
+    assert r.checks["vectors"].failures == 1
 
 
 def test_geometry_outside_cell(tmp_path):
@@ -115,3 +115,92 @@ def test_not_parquet(tmp_path):
 
 def test_bundled_demo_uses_own_pixel_order():
     assert validate([str(demo_path())]).pixel_bbox_order == "own"
+
+
+# ---------------------------------------------------------------- reliability
+
+
+def _corrupt_zstd_page(path, row_group=1, column="embedding"):
+    """Break the zstd frame of one data page (the footer stays readable)."""
+    md = pq.ParquetFile(path).metadata
+    names = [md.schema.column(i).path.split(".")[0] for i in range(md.num_columns)]
+    cc = md.row_group(row_group).column(names.index(column))
+    start = cc.dictionary_page_offset or cc.data_page_offset
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x28\xb5\x2f\xfd", cc.data_page_offset, start + cc.total_compressed_size)
+    assert at > 0, "no zstd frame found"
+    for k in range(at + 4, at + 12):
+        data[k] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_page_is_a_failing_check_naming_the_file(tmp_path):
+    path = tmp_path / "broken.parquet"
+    pq.write_table(synth.make_table(600, dim=16, seed=2), path, compression="zstd",
+                   row_group_size=200)
+    _corrupt_zstd_page(path)
+    good = _write(tmp_path, synth.make_table(50, dim=16, seed=9), "good.parquet")
+    r = validate([str(path), good])  # 0.1: OSError "ZSTD decompression failed" raw
+    assert not r.ok and _status(r)["readable"] == "FAIL"
+    ex = r.checks["readable"].example
+    assert str(path) in ex and "row group 1" in ex and "\n" not in ex
+    assert r.checks["readable"].failures == 200
+    assert r.rows == 650
+    assert _status(r)["dimension"] == "PASS"  # the other row groups and files were checked
+
+
+def test_unopenable_file_is_one_line(tmp_path):
+    path = tmp_path / "broken.parquet"
+    pq.write_table(synth.make_table(50, dim=4), path)
+    data = bytearray(path.read_bytes())
+    data[-40:-8] = b"\xff" * 32  # the footer
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError) as err:
+        validate([str(path)])
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", [0.0, np.inf, -np.inf, np.nan])
+def test_vectors_without_direction_fail(tmp_path, value):
+    t = synth.make_table(20, dim=4)
+    m = synth.vectors(t).copy()
+    if value == 0.0:
+        m[5] = 0.0  # 0.1 passed an all-zero vector
+        m[7] = 0.0
+    else:
+        m[5, 1] = value
+        m[7, 3] = value
+    r = validate([_write(tmp_path, _replace(t, "embedding", embedding_array(m)))])
+    assert _status(r)["vectors"] == "FAIL" and not r.ok
+    assert r.checks["vectors"].failures == 2
+    assert t.column("unique_id")[5].as_py() in r.checks["vectors"].example
+
+
+def _with_timestamps(values, n=20):
+    t = synth.make_table(n, dim=4)
+    ts = t.column("timestamp").to_pylist()
+    ts[: len(values)] = values
+    return _replace(t, "timestamp", pa.array(ts, pa.string()))
+
+
+@pytest.mark.parametrize("bad", ["unknown", "", "2020-02-30", "20200230T105031", None,
+                                 "infinity"])
+def test_placeholder_timestamps_warn(tmp_path, bad):
+    t = _with_timestamps([bad, bad])
+    r = validate([_write(tmp_path, t)])
+    assert _status(r)["timestamp"] == "WARN"  # 0.1: no check at all
+    assert r.ok  # a warning does not make the file invalid
+    c = r.checks["timestamp"]
+    assert c.failures == 2 and t.column("unique_id")[0].as_py() in c.example
+    assert "20200717T105031" in c.example and "ISO 8601" in c.example
+    d = {x["check"]: x for x in r.as_dict()["checks"]}["timestamp"]
+    assert d["status"] == "WARN" and d["failures"] == 2
+
+
+def test_real_timestamps_pass(tmp_path):
+    good = ["20200717T105031", "2020-07-17", "2020-07-17T10:50:31Z",
+            "2020-07-17T10:50:31.250+02:00", "2020-07-17 10:50:31"]
+    r = validate([_write(tmp_path, _with_timestamps(good))])
+    assert _status(r)["timestamp"] == "PASS", r.checks["timestamp"].example
+    assert r.checks["timestamp"].checked == 20
+
