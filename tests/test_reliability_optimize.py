@@ -199,3 +199,22 @@ def test_two_runs_same_output_loser_gets_one_line(raw, tmp_path, monkeypatch):
     assert json.loads((out / mo.MANIFEST).read_text()) == winner["manifest"]
     assert validate([str(out)]).ok
     assert _hidden(tmp_path) == []
+
+
+def test_vectors_without_direction_are_kept_and_noted(tmp_path):
+    """validate fails zero / NaN vectors; optimize copies them as they are (knn skips them,
+    cosine_distance gives NULL) and says so instead of discarding the whole output."""
+    from mtquery.schema import embedding_array
+
+    t = synth.make_table(n=300, dim=8, seed=4)
+    m = synth.vectors(t).copy()
+    m[10] = 0.0
+    m[20, 2] = float("nan")
+    t = t.set_column(t.schema.get_field_index("embedding"), "embedding", embedding_array(m))
+    src = synth.write(t, tmp_path / "in.parquet")
+    events = []
+    manifest = optimize([src], tmp_path / "out", row_group_size=100, progress=events.append)
+    assert manifest["rows"] == 300
+    note = [e.message for e in events if e.message and e.message.startswith("validated")]
+    assert note and "vectors: 2 (FAIL)" in note[0]
+    assert validate([str(tmp_path / "out")]).checks["vectors"].failures == 2
