@@ -1,12 +1,20 @@
-"""``mtquery info``: what a dataset holds (rows, dimension, extent, time range, files, bytes)."""
+"""``mtquery info``: what a dataset holds (rows, dimension, extent, time range, files, bytes).
+
+The dimension is checked over every row, not just the first: a fixed-size list has one by
+type; for a variable-length list the Parquet footers' value counts must equal rows x dim in
+every row group (no data read), and only when they do not are the lengths counted, and more
+than one length is a DataError naming them.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from mtquery.session import Session
+from mtquery.errors import DataError
 from mtquery.search_sql import run
+from mtquery.session import Session
 
 FILES_SQL = ("SELECT count(*) AS files, sum(num_rows) AS rows, sum(file_size_bytes) AS bytes\n"
              "FROM parquet_file_metadata(getvariable('mtquery_sources'))")
@@ -18,6 +26,39 @@ EXTENT_SQL = ("SELECT min(ST_XMin(geometry)) AS xmin, min(ST_YMin(geometry)) AS 
               "FROM embeddings")
 TIME_SQL = ("SELECT min(acquired_at) AS start, max(acquired_at) AS \"end\",\n"
             "  count(DISTINCT grid_cell) AS cells FROM embeddings")
+#: leaf value counts of the embedding column per row group (footers only)
+VALUES_SQL = ("SELECT row_group_num_rows AS n_rows, num_values AS n_values\n"
+              "FROM parquet_metadata(getvariable('mtquery_sources'))\n"
+              "WHERE path_in_schema LIKE 'embedding,%'")
+#: rows per vector length, with an example (reads the embedding column)
+LENGTHS_SQL = ("SELECT len({flat}) AS dim, count(*) AS n, min(unique_id) AS example,\n"
+               "  min(filename) AS file\n"
+               "FROM read_parquet(getvariable('mtquery_sources'), filename = true)\n"
+               "WHERE embedding IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1")
+
+
+def embedding_dims(session: Session) -> dict[int, int]:
+    """{vector length: rows} over every row; DataError when there is more than one length
+    (the session's dimension comes from the first vector of each file only)."""
+    dtype = session.shape.columns["embedding"].replace(" ", "")
+    lengths = re.findall(r"\[(\d*)\]", dtype)
+    dim = session.dim
+    if lengths and lengths[-1]:  # fixed-size list: one length by type
+        return {dim: int(run(session, FILES_SQL).to_pylist()[0]["rows"] or 0)}
+    groups = run(session, VALUES_SQL).to_pylist()
+    if groups and all(g["n_values"] == g["n_rows"] * dim for g in groups):
+        return {dim: sum(int(g["n_rows"]) for g in groups)}
+    flat = "flatten(embedding)" if len(lengths) == 2 else "embedding"
+    rows = run(session, LENGTHS_SQL.format(flat=flat)).to_pylist()
+    dims = {int(r["dim"]): int(r["n"]) for r in rows if r["dim"] is not None}
+    if len(dims) > 1:
+        detail = ", ".join(
+            f"{r['dim']} ({r['n']:,} rows" + (f", e.g. unique_id {r['example']} in {r['file']})"
+                                               if i else ")")
+            for i, r in enumerate(rows))
+        raise DataError(f"mixed embedding dimensions: {detail}; every vector must have the "
+                        "same length (mtquery validate lists the files)")
+    return dims or {dim: 0}
 
 
 def _bbox_from_metadata(session: Session, n_files: int) -> list[float] | None:
@@ -59,6 +100,7 @@ def dataset_info(session: Session) -> dict:
         ext = run(session, EXTENT_SQL).to_pylist()[0]
         bbox = [ext["xmin"], ext["ymin"], ext["xmax"], ext["ymax"]]
     times = run(session, TIME_SQL).to_pylist()[0]
+    embedding_dims(session)  # DataError on a ragged column: no single dimension to report
     ds = session.dataset
     info = {
         "dataset": ds.name,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import synth
 
-import mtquery
 import mtquery.optimize as mo
+from mtquery.api import info as dataset_info  # mtquery.info: shadowed by the module
 from mtquery.errors import DataError, UsageError
 from mtquery.optimize import optimize
 from mtquery.staging import STAGING
@@ -67,7 +67,7 @@ def test_killed_run_leaves_no_data_and_the_next_run_sweeps_it(tmp_path):
     assert not (data / "opt").exists()
     # 0.1 staged in data/.opt.tmp-PID; staging now lives in one hidden folder only
     assert _hidden(data) == [STAGING]
-    assert mtquery.info(str(data))["rows"] == ROWS  # staging is never read as data
+    assert dataset_info(str(data))["rows"] == ROWS  # staging is never read as data
     optimize([str(src)], data / "opt", row_group_size=RG)
     assert _hidden(data) == []  # the dead run's staging is swept, ours published
     assert validate([str(data / "opt")]).rows == ROWS
