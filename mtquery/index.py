@@ -67,16 +67,25 @@ def pca_arrays(pca: object) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+#: the most candidates one query may rescore; a k needing more is answered exactly
+MAX_CANDIDATES = 4096
+CALIBRATION_K = 10
+
+
 @dataclass
 class AnnIndex:
     path: Path
     manifest: dict
-    pca: object
+    pca: object | None  # ivf-sq8 only: the PCA rotation before the coarse codes
     ivf: object
     store: VectorStore
 
     def __post_init__(self) -> None:
-        self._pca_ab = pca_arrays(self.pca)
+        self._pca_ab = pca_arrays(self.pca) if self.pca is not None else None
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest.get("kind", "ivf-sq8"))
 
     @property
     def rows(self) -> int:
@@ -92,32 +101,78 @@ class AnnIndex:
 
     @property
     def rerank(self) -> int:
+        """Candidates rescored exactly for k = 10 (calibrated, or set at build)."""
         return int(self.manifest.get("rerank", 256))
 
     @property
+    def fallback(self) -> str | None:
+        """Why the index does not serve searches by default (calibration could not reach
+        the target recall within the latency budget), or None."""
+        return (self.manifest.get("calibration") or {}).get("fallback")
+
+    def candidates(self, k: int, rerank: int | None = None) -> int:
+        """Candidates to rescore for k: the calibrated depth scaled with k (the ivf-sq8 kind
+        keeps its fixed depth, at least 2k)."""
+        depth = int(rerank or self.rerank)
+        if self.kind == "ivf-sq8":
+            return max(depth, 2 * k)
+        return max(depth, math.ceil(depth * k / CALIBRATION_K))
+
+    @property
     def max_k(self) -> int:
-        """The largest k the index answers itself: half its candidate budget."""
-        return max(1, self.rerank // 2)
+        """The largest k the index answers itself: its candidates stay within MAX_CANDIDATES."""
+        k = 1
+        while k < self.rows and self.candidates(k * 2) <= MAX_CANDIDATES:
+            k *= 2
+        lo, hi = k, min(self.rows, k * 2)
+        while lo < hi:  # largest k with candidates(k) <= MAX_CANDIDATES
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if self.candidates(mid) <= MAX_CANDIDATES else (lo, mid - 1)
+        return max(1, lo)
 
     @property
     def vectors(self) -> np.ndarray:
         return self.store.matrix()
 
     def project(self, x: np.ndarray) -> np.ndarray:
-        """PCA projection in numpy (faiss' own apply spins OpenMP threads for one row)."""
+        """The vectors the coarse lists were built on: PCA projection for ivf-sq8 (numpy:
+        faiss' own apply spins OpenMP threads for one row), the unit vectors otherwise."""
+        if self._pca_ab is None:
+            return np.ascontiguousarray(x, dtype=np.float32)
         a, b = self._pca_ab
         return np.ascontiguousarray(x @ a.T + b, dtype=np.float32)
+
+    def _params(self, nprobe: int, allowed: np.ndarray | None):
+        faiss = faiss_module()
+        if self.kind == "ivf-rabitq":
+            ps = faiss.IVFRaBitQSearchParameters()
+            ps.qb = int(self.manifest.get("query_bits", 8))
+        else:
+            ps = faiss.SearchParametersIVF()
+        ps.nprobe = int(min(nprobe, self.nlist))
+        if allowed is not None:
+            bits = np.zeros(self.rows, dtype=bool)
+            bits[allowed] = True
+            self._packed = np.packbits(bits, bitorder="little")  # must outlive the search
+            ps.sel = faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(self._packed))
+        return ps
+
+    def candidate_lists(self, queries: np.ndarray, depth: int, nprobe: int,
+                        allowed: np.ndarray | None = None) -> np.ndarray:
+        """(queries, depth) candidate row ids from the codes, best estimate first (-1: none)."""
+        _, cand = self.ivf.search(self.project(queries), int(depth),
+                                  params=self._params(nprobe, allowed))
+        return cand
 
     def search(self, query: np.ndarray, k: int = 10, allowed: np.ndarray | None = None,
                nprobe: int | None = None, rerank: int | None = None,
                prefilter_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(row ids, cosine similarities), best first. ``allowed``: sorted unique row ids the
         results must come from (a filter), or None for all rows."""
-        faiss = faiss_module()
         q = unit_query(query, self.dim)
         k = max(1, min(int(k), self.rows))
-        budget = int(rerank or self.rerank)
-        if k > max(1, budget // 2):  # beyond the candidate budget: exact, never truncated
+        depth = self.candidates(k, rerank)
+        if depth > MAX_CANDIDATES:  # beyond the candidate budget: exact, never truncated
             return self.exact(q, k, allowed)
         nprobe = int(nprobe or self.manifest.get("nprobe") or 16)
         if allowed is not None:
@@ -129,15 +184,8 @@ class AnnIndex:
                 return self.exact(q, k, allowed)
             frac = allowed.size / self.rows
             nprobe = int(min(self.nlist, math.ceil(nprobe * min(1.0 / frac, 32.0))))
-        ps = faiss.SearchParametersIVF()
-        ps.nprobe = min(nprobe, self.nlist)
-        if allowed is not None:
-            bits = np.zeros(self.rows, dtype=bool)
-            bits[allowed] = True
-            packed = np.packbits(bits, bitorder="little")
-            ps.sel = faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(packed))
-        _, cand = self.ivf.search(self.project(q[None, :]), budget, params=ps)
-        ids = np.unique(cand[0][cand[0] >= 0])
+        cand = self.candidate_lists(q[None, :], depth, nprobe, allowed)[0]
+        ids = np.unique(cand[cand >= 0])
         if allowed is not None:
             ids = ids[np.isin(ids, allowed)]
         pos, scores = top_k(self.store.scores(q, ids), k, ids)
@@ -234,14 +282,15 @@ def load_index(path: str | Path, dataset: Dataset | None = None) -> AnnIndex:
     if dataset is not None:
         check_fresh(store, dataset, path)
     try:
-        pca = faiss.read_VectorTransform(str(path / "pca.faiss"))
+        pca = (faiss.read_VectorTransform(str(path / "pca.faiss"))
+               if (path / "pca.faiss").is_file() else None)
         # memory-mapped: opening costs ms, not a read of every code (0.3 s per 200k rows)
         ivf = faiss.read_index(str(path / "ivf.faiss"), faiss.IO_FLAG_MMAP)
     except RuntimeError as exc:
         raise DataError(f"index at {path} is corrupt ({str(exc).splitlines()[0]}); "
                         f"{rebuild}") from exc
     faiss.omp_set_num_threads(1)  # single-query search: OpenMP threads only add overhead
-    if ivf.ntotal != manifest["rows"] or ivf.d != manifest["pca_dim"]:
+    if ivf.ntotal != manifest["rows"] or ivf.d != manifest.get("pca_dim", manifest["dim"]):
         raise DataError(f"index at {path} does not match its manifest; {rebuild}")
     return AnnIndex(path, manifest, pca, ivf, store)
 
@@ -256,18 +305,23 @@ def open_for(session: Session, index: str | Path | None = None) -> AnnIndex | No
 
 
 def index_info(path: str | Path) -> dict:
+    """Kind, parameters, calibration curve, resident and disk bytes, fallback of an index."""
     path = Path(path)
     m = read_manifest(path)
+    calib = m.get("calibration") or {}
+    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return {
         "path": str(path), "kind": m["kind"], "rows": m["rows"], "dim": m["dim"],
-        "nlist": m["nlist"], "pca_dim": m["pca_dim"], "nprobe": m.get("nprobe"),
-        "rerank": m["rerank"], "sidecar": m.get("sidecar_dtype"),
-        "files": len(m.get("dataset", {}).get("files", [])),
+        "nlist": m["nlist"], "bits": m.get("bits"), "pca_dim": m.get("pca_dim"),
+        "nprobe": m.get("nprobe"), "rerank": m["rerank"],
+        "sidecar": m.get("sidecar_dtype"), "files": len(m.get("dataset", {}).get("files", [])),
         "resident_bytes": m.get("resident_bytes"),
         "resident_pct_of_f32": round(100 * m.get("resident_bytes", 0)
                                      / max(1, m.get("float32_vector_bytes", 1)), 1),
+        "disk_bytes": disk,
         "build_s": m.get("build", {}).get("total_s"), "created": m.get("created"),
-        "calibration": m.get("calibration"),
+        "in_fallback": bool(calib.get("fallback")), "fallback": calib.get("fallback"),
+        "calibration": calib,
     }
 
 

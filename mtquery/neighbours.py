@@ -50,7 +50,11 @@ def knn(session: Session, query: QueryVector, k: int = 10, filters: Filters | No
 
         result = shard_knn(session, shardset, query, k, filters, include_self)
     elif idx is not None:
-        if k <= idx.max_k:
+        if idx.fallback and index is None:
+            log.warning("the index of this dataset is not used (%s): exact scan; pass "
+                        "index= (--index) to use it anyway", idx.fallback)
+            result = store_knn(session, idx.store, query, k, filters, include_self)
+        elif k <= idx.max_k:
             from mtquery.index import index_knn
 
             result = index_knn(session, idx, query, k, filters, include_self)

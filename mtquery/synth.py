@@ -50,6 +50,12 @@ class SynthSpec:
     latent: int = 96         # rank of the structured part
     frag_noise: float = 1.5   # per-fragment latent noise (type centres have scale 1)
     iso_noise: float = 0.08   # isotropic noise per dimension (x sqrt(dim) in norm)
+    #: "lowrank": the structured model above; "isotropic": ``types`` unit centres in the full
+    #: space plus isotropic within-cluster noise of norm ``spread`` (neighbours differ from
+    #: the rest by small margins, as concentrated real embeddings do: the hard case for
+    #: quantised ANN codes)
+    distribution: str = "lowrank"
+    spread: float = 1.0
 
 
 def _cells(n_acq: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +138,8 @@ class VectorModel:
 
     def vectors(self, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
         s = self.spec
+        if s.distribution == "isotropic":
+            return self._isotropic(len(table), rng)
         lat = table.column("centre_lat").to_numpy().astype(np.float64)
         lon = table.column("centre_lon").to_numpy().astype(np.float64)
         cell = table.column("grid_row_u").to_numpy().astype(np.int64) * 100_003 + \
@@ -151,6 +159,19 @@ class VectorModel:
               * rng.normal(size=x.shape).astype(np.float32) / np.sqrt(s.latent))
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         return x.astype(np.float32)
+
+    def _isotropic(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        s = self.spec
+        centres = _isotropic_centres(s)
+        x = centres[rng.integers(0, s.types, n)] + (
+            s.spread / np.sqrt(s.dim) * rng.normal(size=(n, s.dim))).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return x.astype(np.float32)
+
+
+def _isotropic_centres(spec: SynthSpec) -> np.ndarray:
+    c = np.random.default_rng(spec.seed + 4).normal(size=(spec.types, spec.dim))
+    return (c / np.linalg.norm(c, axis=1, keepdims=True)).astype(np.float32)
 
 
 def write(path: str | Path, spec: SynthSpec, row_group_size: int = 10_000,

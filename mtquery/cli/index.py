@@ -36,15 +36,22 @@ def build(
                                                 "index (default: beside the data).",
                                                 file_okay=False)] = None,
     index_dir: IndexDirAlias = None,
-    kind: Annotated[str, typer.Option(help="Index kind: ivf-sq8 (PCA + IVF + 8-bit codes + "
-                                      "exact rerank).")] = "ivf-sq8",
+    kind: Annotated[str, typer.Option(help="Index kind: ivf-rabitq (RaBitQ codes of the full "
+                                      "vectors + exact rerank) or ivf-sq8 (PCA + 8-bit codes,"
+                                      " mtquery 0.1).")] = "ivf-rabitq",
+    bits: Annotated[int, typer.Option(help="ivf-rabitq: bits per dimension (1-9).")] = 2,
+    target_recall: Annotated[float, typer.Option(help="recall@10 the calibration aims for."
+                                                 )] = 0.95,
+    latency_budget: Annotated[float, typer.Option(help="Fall back to the exact scan when "
+                                                  "the index at the target recall is slower "
+                                                  "than this fraction of it.")] = 0.5,
     nlist: Annotated[int | None, typer.Option(help="IVF lists (default ~sqrt(rows)).")] = None,
     pca_dim: Annotated[int | None, typer.Option(help="Code dimension (default dim/2).")
                        ] = None,
     nprobe: Annotated[int | None, typer.Option(help="Lists probed (default: calibrated for "
                                                "recall@10 >= 0.97).")] = None,
-    rerank: Annotated[int, typer.Option(help="Candidates rescored exactly (k above half of "
-                                        "it is answered by an exact scan).")] = 256,
+    rerank: Annotated[int | None, typer.Option(help="Candidates rescored exactly at k=10 "
+                                               "(default: calibrated).")] = None,
     sidecar: Annotated[str, typer.Option(help="Stored vectors: float32 (exact) or "
                                          "float16.")] = "float32",
     threads: Annotated[int | None, typer.Option(help="Build threads.")] = None,
@@ -66,7 +73,8 @@ def build(
         raise UsageError("give the dataset to index: mtquery index build DATASET")
     out = pick(output, index_dir, "--output", "--index-dir")
     params = BuildParams(kind=kind, nlist=nlist, pca_dim=pca_dim, rerank=rerank,
-                         nprobe=nprobe, sidecar=sidecar, threads=threads)
+                         nprobe=nprobe, bits=bits, target_recall=target_recall,
+                         latency_budget=latency_budget, sidecar=sidecar, threads=threads)
     if per_file:
         from dataclasses import asdict
 
