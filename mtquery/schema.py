@@ -1,4 +1,5 @@
-"""The Major TOM embedding GeoParquet schema (docs/standard.md, "Output schema"): columns, Arrow types, layouts.
+"""The Major TOM embedding GeoParquet schema (docs/standard.md, "Output schema"): columns,
+Arrow types, layouts.
 
 One row per fragment. ``embedding`` is accepted in the three layouts seen in the wild:
 ``list<float>``, ``fixed_size_list<float>[dim]`` and the released cards' ``Array2D(1, dim)``
