@@ -3,7 +3,8 @@
 
 Decoding Parquet float lists runs well under 1 GB/s; a matrix-vector product over a
 memory-mapped float32 file runs at memory bandwidth (benchmarks/query_bench.py), so the first
-exact query on a local dataset writes a store and later ones scan it. The cache is an optimisation only:
+exact query on a local dataset writes a store and later ones scan it.
+The cache is an optimisation only:
 a read-only, full or impossible cache location, a concurrent builder or any other failure
 logs a one-line notice and the scan streams the Parquet files instead. It is keyed by the
 files' resolved paths, sizes and mtimes, so a relative and an absolute spelling share it and a
