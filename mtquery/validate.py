@@ -33,7 +33,7 @@ from mtquery.errors import DataError, MTQueryError
 from mtquery.grid import parse_cells, rowcol_bounds
 from mtquery.pixel_order import detect_pixel_bbox_order
 from mtquery.progress import ProgressCallback, emit
-from mtquery.schema import check_columns, embedding_matrix
+from mtquery.schema import check_columns, embedding_matrix, embedding_type
 from mtquery.store import invalid_rows
 
 BATCH_ROWS = 32_768
@@ -73,7 +73,9 @@ class Check:
 class Report:
     files: list[str]
     rows: int = 0
-    dims: dict[int, str] = field(default_factory=dict)
+    dims: dict[int, str] = field(default_factory=dict)  # length -> first file with it
+    dim_rows: dict[int, int] = field(default_factory=dict)  # length -> rows
+    dim_example: dict[int, str] = field(default_factory=dict)  # length -> "unique_id X in F"
     checks: dict[str, Check] = field(default_factory=lambda: {
         n: Check(n, level="WARN" if n in WARN_CHECKS else "FAIL") for n in CHECKS})
     pixel_bbox_order: str | None = None
@@ -189,23 +191,70 @@ def _check_timestamps(batch: pa.RecordBatch, path: str, check: Check,
                    "NULL, time filters never match it")
 
 
+def _vector_lengths(column: pa.Array) -> np.ndarray | None:
+    """Length of every row's vector (-1 for a null vector), or None when the layout does not
+    say (an Array2D row without exactly one vector)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    try:
+        layout = embedding_type(column.type).layout
+    except DataError:
+        return None
+    if layout == "array2d":
+        outer = pc.list_value_length(column).fill_null(1).to_numpy(zero_copy_only=False)
+        if (outer != 1).any():
+            return None
+        inner = pc.list_value_length(column.flatten()).to_numpy(zero_copy_only=False)
+        out = np.full(len(column), -1, np.int64)
+        out[np.asarray(column.is_valid())] = np.nan_to_num(inner, nan=-1).astype(np.int64)
+        return out
+    return pc.list_value_length(column).fill_null(-1).to_numpy(zero_copy_only=False)
+
+
+def _check_vectors(batch: pa.RecordBatch, path: str, report: Report) -> None:
+    """Dimension (lengths tallied per file set) and direction (not null, zero, NaN, inf)."""
+    ch = report.checks
+    n = batch.num_rows
+    col = batch.column("embedding")
+    ids = batch.column("unique_id")
+    lengths = _vector_lengths(col)
+    if lengths is None:
+        ch["dimension"].fail(n, f"{path}: embedding rows do not hold one vector each")
+        return
+    ch["dimension"].checked += n
+    ch["vectors"].checked += n
+    present = lengths >= 0
+    for d, count in zip(*np.unique(lengths[present], return_counts=True), strict=True):
+        d = int(d)
+        report.dims.setdefault(d, path)
+        report.dim_rows[d] = report.dim_rows.get(d, 0) + int(count)
+        if d not in report.dim_example:
+            i = int(np.flatnonzero(lengths == d)[0])
+            report.dim_example[d] = f"unique_id {ids[i]} in {path}"
+    nulls = np.flatnonzero(~present)
+    ch["vectors"].fail(len(nulls), f"{path}: unique_id {ids[int(nulls[0])] if len(nulls) else ''}"
+                       " has a null vector (no direction: knn skips such vectors, "
+                       "cosine_distance gives NULL)")
+    keep = np.flatnonzero(present & (lengths == (np.bincount(lengths[present]).argmax()
+                                                 if present.any() else 0)))
+    if len(keep) == 0:
+        return
+    rows = col.take(pa.array(keep)) if len(keep) != n else col
+    mat = embedding_matrix(rows)
+    bad = np.flatnonzero(invalid_rows(mat))
+    if len(bad):
+        i = int(keep[bad[0]])
+        kind = "zero" if np.isfinite(mat[int(bad[0])]).all() else "NaN / infinite"
+        ch["vectors"].fail(len(bad), f"{path}: unique_id {ids[i]} has a {kind} vector (no "
+                           "direction: knn skips such vectors, cosine_distance gives NULL)")
+
+
 def _check_batch(batch: pa.RecordBatch, path: str, report: Report, tol_km: float,
                  parser: _TimeParser) -> None:
     ch = report.checks
     n = batch.num_rows
-    # vectors: dimension, and a direction (not zero, NaN or infinite)
     try:
-        mat = embedding_matrix(batch.column("embedding"))
-        report.dims.setdefault(mat.shape[1], path)
-        ch["dimension"].checked += n
-        ch["vectors"].checked += n
-        bad = np.flatnonzero(invalid_rows(mat))
-        if len(bad):
-            i = int(bad[0])
-            kind = "zero" if np.isfinite(mat[i]).all() else "NaN / infinite"
-            ch["vectors"].fail(len(bad), f"{path}: unique_id {batch.column('unique_id')[i]} "
-                               f"has a {kind} vector (no direction: knn skips such vectors, "
-                               "cosine_distance gives NULL)")
+        _check_vectors(batch, path, report)
     except DataError as exc:
         ch["dimension"].fail(n, f"{path}: {exc}")
     _check_timestamps(batch, path, ch["timestamp"], parser)
@@ -331,10 +380,14 @@ def _batches(pf: pq.ParquetFile, path: str, report: Report,
 
 
 def _check_dims(report: Report) -> None:
+    """More than one vector length: the rows of every length but the commonest fail."""
     ch = report.checks["dimension"]
-    if len(report.dims) > 1:
-        detail = ", ".join(f"{d} (e.g. {p})" for d, p in sorted(report.dims.items()))
-        ch.fail(1, f"mixed embedding dimensions: {detail}")
+    if len(report.dim_rows) > 1:
+        order = sorted(report.dim_rows, key=lambda d: (-report.dim_rows[d], d))
+        detail = ", ".join(f"{d} ({report.dim_rows[d]:,} rows, e.g. {report.dim_example[d]})"
+                           for d in order)
+        ch.fail(sum(report.dim_rows[d] for d in order[1:]),
+                f"mixed embedding dimensions: {detail}")
 
 
 def _check_unique(report: Report, ids: list[np.ndarray]) -> None:

@@ -204,3 +204,33 @@ def test_real_timestamps_pass(tmp_path):
     assert _status(r)["timestamp"] == "PASS", r.checks["timestamp"].example
     assert r.checks["timestamp"].checked == 20
 
+
+
+@pytest.mark.parametrize("layout", ["list", "array2d"])
+def test_ragged_column_counts_the_rarer_lengths(tmp_path, layout):
+    t = synth.make_table(40, dim=8, seed=4)
+    rng = np.random.default_rng(1)
+    vec = [list(rng.random(6 if i in (5, 30) else 8).astype(np.float32)) for i in range(40)]
+    typ = pa.list_(pa.float32())
+    arr = pa.array(vec, typ) if layout == "list" else pa.array([[v] for v in vec],
+                                                               pa.list_(typ))
+    t = _replace(t, "embedding", arr)
+    path = tmp_path / "ragged.parquet"
+    pq.write_table(t, path, row_group_size=16)
+    r = validate([str(path)])  # 0.1: all 40 rows of the batch failed, lengths unnamed
+    c = r.checks["dimension"]
+    assert c.status == "FAIL" and c.failures == 2
+    assert c.example.startswith("mixed embedding dimensions: 8 (38 rows")
+    assert f"6 (2 rows, e.g. unique_id {t.column('unique_id')[5]}" in c.example
+    assert r.as_dict()["dims"] == [6, 8]
+
+
+def test_null_vector_has_no_direction(tmp_path):
+    t = synth.make_table(20, dim=4, embedding_layout="list")
+    emb = t.column("embedding").to_pylist()
+    emb[4] = None
+    t = _replace(t, "embedding", pa.array(emb, pa.list_(pa.float32())))
+    r = validate([_write(tmp_path, t)])
+    assert _status(r)["vectors"] == "FAIL" and r.checks["vectors"].failures == 1
+    assert _status(r)["dimension"] == "PASS"
+    assert t.column("unique_id")[4].as_py() in r.checks["vectors"].example
