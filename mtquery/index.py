@@ -284,8 +284,11 @@ def load_index(path: str | Path, dataset: Dataset | None = None) -> AnnIndex:
     try:
         pca = (faiss.read_VectorTransform(str(path / "pca.faiss"))
                if (path / "pca.faiss").is_file() else None)
-        # memory-mapped: opening costs ms, not a read of every code (0.3 s per 200k rows)
-        ivf = faiss.read_index(str(path / "ivf.faiss"), faiss.IO_FLAG_MMAP)
+        # ivf-sq8 memory-mapped: opening costs ms, not a read of every code (0.3 s per 200k
+        # rows); ivf-rabitq read into RAM: searching mmapped RaBitQ lists was 7x slower
+        # (0.96 vs 0.14 ms a query, 20k x 128, benchmarks/ann_bench.py reports "open s")
+        flags = faiss.IO_FLAG_MMAP if manifest.get("kind") == "ivf-sq8" else 0
+        ivf = faiss.read_index(str(path / "ivf.faiss"), flags)
     except RuntimeError as exc:
         raise DataError(f"index at {path} is corrupt ({str(exc).splitlines()[0]}); "
                         f"{rebuild}") from exc
