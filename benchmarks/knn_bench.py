@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--vss-timeout", type=float, default=120.0)
     ap.add_argument("--skip", default="", help="comma list: ivfpq,hnsw,vss,cold")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--kind", default="ivf-rabitq", help="mtquery index kind")
     ap.add_argument("--frag-noise", type=float, default=None,
                     help="harder / easier data: per-fragment latent noise (default 1.5; 2.5 is "
                          "about as hard as the data behind issue 5's IVF-PQ numbers)")
@@ -147,7 +148,8 @@ def main() -> None:
     log("index build")
     idx_dir = opt / "_mtindex"
     t0 = time.perf_counter()
-    build_index(str(opt), idx_dir, BuildParams(), log=lambda m: log("  " + m))
+    build_index(str(opt), idx_dir, BuildParams(kind=a.kind),
+                progress=lambda ev: ev.message and log("  " + ev.message))
     build_s = time.perf_counter() - t0
     idx = load_index(idx_dir)
     x = idx.vectors  # memory-mapped unit float32 vectors, dataset order

@@ -86,7 +86,7 @@ def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
 
 def info(dataset: DatasetArg | Session = None) -> dict:
     """Rows, dimension, bbox, time range, grid cells, files and bytes of a dataset."""
-    from mtquery.info import dataset_info
+    from mtquery.describe import dataset_info
 
     with _session(dataset) as s:
         return dataset_info(s)

@@ -75,3 +75,15 @@ def test_api_errors_name_arguments():
     assert err.value.argument == "k" and "--" not in str(err.value)
     with pytest.raises(mtquery.UsageError, match="bbox"):
         mtquery.search("demo", bbox=(1, 2, 3))
+
+
+def test_api_names_are_not_shadowed_by_modules():
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(mtquery.__path__):
+        importlib.import_module(f"mtquery.{mod.name}")
+    for name in ("info", "knn", "search", "connect"):
+        assert callable(getattr(mtquery, name)) and not isinstance(
+            getattr(mtquery, name), type(mtquery)), name
+    assert mtquery.info("demo")["rows"] == mtquery.info("demo")["rows"]

@@ -10,9 +10,9 @@ import pytest
 import synth
 
 from mtquery import open_session
-from mtquery.api import info as dataset_info  # mtquery.info: shadowed by the module
+from mtquery import info as dataset_info
 from mtquery.errors import DataError
-from mtquery.info import embedding_dims
+from mtquery.describe import embedding_dims
 
 
 def _ragged(path, n=50, short=(7, 23, 31), layout="list", row_group_size=20):

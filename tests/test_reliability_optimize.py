@@ -17,7 +17,7 @@ import pytest
 import synth
 
 import mtquery.optimize as mo
-from mtquery.api import info as dataset_info  # mtquery.info: shadowed by the module
+from mtquery import info as dataset_info
 from mtquery.errors import DataError, UsageError
 from mtquery.optimize import optimize
 from mtquery.staging import STAGING

@@ -69,7 +69,7 @@ def info(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
 ) -> None:
     """Rows, dimension, bbox, time range, files and bytes of a dataset."""
-    from mtquery.info import dataset_info
+    from mtquery.describe import dataset_info
 
     if fmt not in ("table", "json"):
         raise UsageError(f"info --format must be table or json (got {fmt!r})")
