@@ -21,11 +21,10 @@ import numpy as np
 import mtquery
 from mtquery import grid
 from mtquery.exact import exact_knn
+from mtquery.filters import Filters, parse_bbox
 from mtquery.resolve import QueryVector
-from mtquery.filters import parse_bbox
-from mtquery.filters import Filters
-from mtquery.search_sql import search
 from mtquery.schema import embedding_matrix
+from mtquery.search_sql import search
 from mtquery.synth import SynthSpec, write
 
 CACHE = Path(__file__).resolve().parent / ".cache"

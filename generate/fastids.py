@@ -1,4 +1,4 @@
-"""``unique_id`` (STANDARD.md §6, same formula as :mod:`mtquery.ids`) with a fast exact
+"""``unique_id`` (docs/standard.md, "Output schema", same formula as :mod:`mtquery.ids`) with a fast exact
 replacement of ``str(numpy_vector)``.
 
 numpy's ``str()`` of a 768-d float32 vector costs ~10-20 ms (two Dragon4 passes plus Python

@@ -36,7 +36,8 @@ from mtquery.generate.fastids import fast_unique_ids as unique_ids
 from mtquery.generate.fragment import fragment_footprints, fragment_grid
 from mtquery.generate.models import forward, load_model
 from mtquery.generate.registry import ModelSpec, get_model_spec
-from mtquery.generate.sources import Sample, SampleError, open_inputs
+from mtquery.generate.sample import Sample, SampleError
+from mtquery.generate.sources import open_inputs
 from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
 
 STATE_DIR = "_state"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build a Major TOM Core image parquet (``images/part_00000.parquet``) from REAL imagery: the
 committed 120 m Virginia L1C scene (``tests/data/virginia_120m``) resampled (nearest) onto the
-Core windows (spec §3) of the 9 grid cells touching it, at Core resolutions (10 m bands
+Core windows (docs/standard.md, "Core windows") of the 9 grid cells touching it, at Core resolutions (10 m bands
 1068 px, 20 m 534 px, 60 m 178 px; parts of a window outside the scene are 0). One sample per
 row group, one single-band GeoTIFF-bytes column per band, plus the Core metadata columns.
 Deterministic; options add a bright marker or corrupt a sample for tests.
@@ -46,9 +46,9 @@ def build(out_dir: str | Path, n_cells: int = 9, marker: dict | None = None,
     the 10 m bands at pixel (r, c) of that cell's 1068 px window.
     corrupt: {cell name: "bytes" | "missing"} breaks band B03 of that sample.
     """
-    from mtquery.generate.sources import _scene_from_files
+    from mtquery.generate.scenes import scene_from_files
 
-    scene = _scene_from_files(str(SCENE), sorted(str(p) for p in SCENE.glob("B*.tif")),
+    scene = scene_from_files(str(SCENE), sorted(str(p) for p in SCENE.glob("B*.tif")),
                               PRODUCT_ID, TIMESTAMP)
     from mtquery.generate.fragment import core_window_origin
     from mtquery.grid import cells_in_bbox, latlon_to_cell  # noqa: F401
