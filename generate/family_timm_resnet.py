@@ -12,7 +12,8 @@ from mtquery.generate.family import Built, Family, LoadedModel, as_tensor, regis
 from mtquery.generate.registry import ModelSpec
 from mtquery.generate.weights import load_state, resolve_file, sha256
 
-#: SSL4EO-S12 Sentinel-1 dB statistics used by the reference (docs/standard.md, "Preprocessing and models").
+#: SSL4EO-S12 Sentinel-1 dB statistics used by the reference (docs/standard.md,
+#: "Preprocessing and models").
 S1_DB_MEAN = (-12.54847273, -20.19237134)
 S1_DB_STD = (5.25697717, 5.91150917)
 

@@ -1,5 +1,5 @@
-"""``unique_id`` (docs/standard.md, "Output schema", same formula as :mod:`mtquery.ids`) with a fast exact
-replacement of ``str(numpy_vector)``.
+"""``unique_id`` (docs/standard.md, "Output schema", same formula as :mod:`mtquery.ids`) with a
+fast exact replacement of ``str(numpy_vector)``.
 
 numpy's ``str()`` of a 768-d float32 vector costs ~10-20 ms (two Dragon4 passes plus Python
 line wrapping); this module formats each value once and pads/wraps with string operations,

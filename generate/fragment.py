@@ -1,4 +1,5 @@
-"""Core windows and fragmenting (docs/standard.md, "Core windows", "Fragmenting", paper Algorithm 1), vectorised per sample.
+"""Core windows and fragmenting (docs/standard.md, "Core windows", "Fragmenting", paper
+Algorithm 1), vectorised per sample.
 
 ``pixel_bbox`` order (documented, same order the reference stores):
 ``[row_off, col_off, row_off + f, col_off + f]`` in pixels of the source image, rows counted

@@ -1,4 +1,5 @@
-"""The model registry: one :class:`ModelSpec` row per model (docs/standard.md, "Preprocessing and models"). Data, no code.
+"""The model registry: one :class:`ModelSpec` row per model (docs/standard.md, "Preprocessing
+and models"). Data, no code.
 
 A row names its *family* (``timm-resnet``, ``open_clip``, ``hf-dinov2``, ``spectral``; see
 :mod:`mtquery.generate.family`), which owns loading, preprocessing and forward; the row gives

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Build a Major TOM Core image parquet (``images/part_00000.parquet``) from REAL imagery: the
 committed 120 m Virginia L1C scene (``tests/data/virginia_120m``) resampled (nearest) onto the
-Core windows (docs/standard.md, "Core windows") of the 9 grid cells touching it, at Core resolutions (10 m bands
-1068 px, 20 m 534 px, 60 m 178 px; parts of a window outside the scene are 0). One sample per
-row group, one single-band GeoTIFF-bytes column per band, plus the Core metadata columns.
+Core windows (docs/standard.md, "Core windows") of the 9 grid cells touching it, at Core
+resolutions (10 m bands 1068 px, 20 m 534 px, 60 m 178 px; parts of a window outside the scene
+are 0). One sample per row group, one single-band GeoTIFF-bytes column per band, plus the Core
+metadata columns.
 Deterministic; options add a bright marker or corrupt a sample for tests.
 
     python tests/data/core_virginia/make_data.py OUT_DIR [--cells N]
