@@ -65,12 +65,14 @@ def search(dataset: DatasetArg | Session = None, bbox: BBoxArg = None, start: Ti
 
 def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
         lon: float | None = None, id: str | None = None, ids: Sequence[str] | None = None,
-        vector: np.ndarray | str | Path | None = None, k: int = 10, bbox: BBoxArg = None,
+        vector: np.ndarray | str | Path | None = None,
+        not_ids: Sequence[str] | None = None, k: int = 10, bbox: BBoxArg = None,
         start: TimeArg = None, end: TimeArg = None, cell: str | None = None,
         include_self: bool = False, exact: bool = False, index: str | Path | None = None,
         geometry: bool = True) -> pa.Table:
     """The k fragments most similar (cosine) to the query: the fragment covering
-    ``lat``/``lon``, the fragment ``id``, the mean direction of ``ids``, or ``vector``;
+    ``lat``/``lon``, the fragment ``id``, the mean direction of ``ids`` (minus half that of
+    ``not_ids``), or ``vector``;
     among those passing ``bbox`` / ``start`` / ``end`` / ``cell``."""
     from mtquery.filters import check_k
     from mtquery.neighbours import knn as run_knn
@@ -79,7 +81,8 @@ def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
     check_k(k)
     filters = Filters.of(bbox, start, end, cell)
     with _session(dataset) as s:
-        query = resolve_query(s, lat=lat, lon=lon, id=id, ids=ids, vector=vector)
+        query = resolve_query(s, lat=lat, lon=lon, id=id, ids=ids, vector=vector,
+                              not_ids=not_ids)
         table = run_knn(s, query, k, filters, include_self, exact=exact, index=index)
         return with_geometry(s, table) if geometry else table
 

@@ -114,19 +114,39 @@ def query_from_id(session: Session, unique_id: str) -> QueryVector:
     return _as_query(table.to_pylist()[0])
 
 
-def query_from_ids(session: Session, ids: Sequence[str]) -> QueryVector:
-    """Several examples: the mean of their unit vectors (each example weighs the same)."""
-    if not ids:
-        raise UsageError("ids must name at least one unique_id", "ids")
+#: weight of the negatives' mean direction (Rocchio-style): query = mean(positives)
+#: - NEGATIVE_WEIGHT x mean(negatives), each a mean of unit vectors, then normalised
+NEGATIVE_WEIGHT = 0.5
+
+
+def _unit_examples(session: Session, ids: Sequence[str], what: str) -> list[QueryVector]:
     found = [query_from_id(session, i) for i in ids]
-    if len(found) == 1:
-        return found[0]
     u = unit_rows(np.stack([q.vector for q in found]))
     bad = [q.unique_id for q, row in zip(found, u) if np.isnan(row).any()]
     if bad:
-        raise DataError(f"example {bad[0]} has a zero or invalid vector; leave it out")
-    return QueryVector(vector=u.mean(axis=0).astype(np.float32),
-                       source_ids=tuple(q.unique_id for q in found if q.unique_id))
+        raise DataError(f"{what} example {bad[0]} has a zero or invalid vector; leave it out",
+                        what)
+    return [QueryVector(vector=row, unique_id=q.unique_id) for q, row in zip(found, u)]
+
+
+def query_from_ids(session: Session, ids: Sequence[str],
+                   not_ids: Sequence[str] = ()) -> QueryVector:
+    """Several examples: the mean of their unit vectors, minus NEGATIVE_WEIGHT times the mean
+    of the negatives' (``not_ids``) unit vectors; every example is left out of the answer."""
+    if not ids:
+        raise UsageError("ids must name at least one unique_id", "ids")
+    if len(ids) == 1 and not not_ids:
+        return query_from_id(session, ids[0])
+    pos = _unit_examples(session, ids, "ids")
+    vec = np.mean([q.vector for q in pos], axis=0)
+    neg = _unit_examples(session, not_ids, "not_ids") if not_ids else []
+    if neg:
+        vec = vec - NEGATIVE_WEIGHT * np.mean([q.vector for q in neg], axis=0)
+    if not np.isfinite(vec).all() or not vec.any():
+        raise DataError("the examples cancel out (the query vector is zero); give other "
+                        "examples", "ids")
+    return QueryVector(vector=vec.astype(np.float32),
+                       source_ids=tuple(q.unique_id for q in pos + neg if q.unique_id))
 
 
 def load_vector_file(path: str | Path) -> np.ndarray:
@@ -166,10 +186,15 @@ def query_from_vector(vector: np.ndarray | str | Path, dim: int) -> QueryVector:
 
 def resolve_query(session: Session, *, lat: float | None = None, lon: float | None = None,
                   id: str | None = None, ids: Sequence[str] | None = None,
-                  vector: np.ndarray | str | Path | None = None) -> QueryVector:
+                  vector: np.ndarray | str | Path | None = None,
+                  not_ids: Sequence[str] | None = None) -> QueryVector:
     """The query vector of exactly one of: a point (``lat`` + ``lon``), a unique_id (``id``,
-    or a unique prefix of 8+ characters), several ids (``ids``: their mean direction), or a
-    ``vector`` (array or ``.npy`` file)."""
+    or a unique prefix of 8+ characters), several ids (``ids``: their mean direction, minus
+    half the mean direction of ``not_ids``), or a ``vector`` (array or ``.npy`` file)."""
+    if not_ids and ids is None and id is not None:
+        ids, id = [id], None
+    if not_ids and ids is None:
+        raise UsageError("not_ids refine examples: give them with id or ids", "not_ids")
     given = [name for name, v in (("lat/lon", lat is not None or lon is not None),
                                   ("id", id is not None), ("ids", ids is not None),
                                   ("vector", vector is not None)) if v]
@@ -183,5 +208,5 @@ def resolve_query(session: Session, *, lat: float | None = None, lon: float | No
     if id is not None:
         return query_from_id(session, id)
     if ids is not None:
-        return query_from_ids(session, list(ids))
+        return query_from_ids(session, list(ids), list(not_ids or ()))
     return query_from_vector(vector, session.dim)

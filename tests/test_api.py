@@ -88,3 +88,35 @@ def test_api_names_are_not_shadowed_by_modules():
         assert callable(getattr(mtquery, name)) and not isinstance(
             getattr(mtquery, name), type(mtquery)), name
     assert mtquery.info("demo")["rows"] == mtquery.info("demo")["rows"]
+
+
+def test_examples_with_negatives_match_brute_force():
+    import numpy as np
+
+    from mtquery.resolve import NEGATIVE_WEIGHT
+
+    s = mtquery.open_session("demo")
+    rows = s.con.execute("SELECT unique_id, embedding FROM embeddings ORDER BY unique_id"
+                         ).fetchall()
+    ids = [r[0] for r in rows]
+    x = np.asarray([r[1] for r in rows], np.float64)
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    pos, neg = [0, 40, 900], [1500, 2000]
+    q = u[pos].mean(0) - NEGATIVE_WEIGHT * u[neg].mean(0)
+    sim = u @ (q / np.linalg.norm(q))
+    sim[pos + neg] = -np.inf
+    want = [ids[i] for i in np.argsort(-sim, kind="stable")[:8]]
+    got = mtquery.knn(s, ids=[ids[i] for i in pos], not_ids=[ids[i] for i in neg], k=8,
+                      exact=True, geometry=False)
+    assert got.column("unique_id").to_pylist() == want
+    no_neg = mtquery.knn(s, ids=[ids[i] for i in pos], k=8, geometry=False)
+    assert no_neg.column("unique_id").to_pylist() != want
+
+
+def test_examples_through_the_cli(capsys):
+    ids = mtquery.search("demo", limit=3, geometry=False).column("unique_id").to_pylist()
+    rows = cli_json(capsys, "knn", "--id", ids[0], "--id", ids[1], "--not-id", ids[2],
+                    "--k", 4)
+    assert len(rows) == 4 and not set(ids) & {r["unique_id"] for r in rows}
+    api = mtquery.knn("demo", ids=ids[:2], not_ids=ids[2:], k=4, geometry=False)
+    assert api.to_pylist() == rows

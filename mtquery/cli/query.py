@@ -186,11 +186,16 @@ def knn(
     lat: Annotated[float | None, typer.Option(help="Query by the fragment covering this "
                                               "point (with --lon).")] = None,
     lon: Annotated[float | None, typer.Option(help="Longitude of the query point.")] = None,
-    id: Annotated[str | None, typer.Option("--id", help="Query by unique_id (or a unique "
-                                           "prefix of 8+ characters).")] = None,
-    ids: Annotated[str | None, typer.Option("--ids", help="Query by several examples: "
-                                            "comma-separated unique_ids (their mean "
-                                            "direction).")] = None,
+    id: Annotated[list[str] | None, typer.Option("--id", help="Query by unique_id (or a "
+                                                 "unique prefix of 8+ characters); repeat "
+                                                 "for several examples (their mean "
+                                                 "direction).")] = None,
+    ids: Annotated[str | None, typer.Option("--ids", help="Several examples as one "
+                                            "comma-separated list of unique_ids.")] = None,
+    not_id: Annotated[list[str] | None, typer.Option("--not-id", help="A negative example "
+                                                     "(repeatable): the query moves away "
+                                                     "from it (half the weight of the "
+                                                     "positives).")] = None,
     vector: Annotated[Path | None, typer.Option(help="Query by a vector in a .npy file.")] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Number of neighbours.")] = 10,
     bbox: BBoxOpt = None,
@@ -218,7 +223,9 @@ def knn(
 
     check_output(fmt, output)
     check_k(k)
-    id_list = [i.strip() for i in ids.split(",") if i.strip()] if ids is not None else None
+    examples = [*(id or []), *([i.strip() for i in ids.split(",") if i.strip()] if ids else [])]
+    one_id = examples[0] if len(examples) == 1 and not not_id else None
+    id_list = examples if (id is not None or ids is not None) and one_id is None else None
     if exact and index is not None:
         raise UsageError("--exact and --index exclude each other")
     filters = Filters.of(bbox, start, end, cell)
@@ -226,7 +233,8 @@ def knn(
     if lat is not None and lon is not None:
         has_bbox = session.shape.has_bbox
         show_sql(show, point_query_sql(has_bbox), point_query_params(lat, lon, has_bbox))
-    query = resolve_query(session, lat=lat, lon=lon, id=id, ids=id_list, vector=vector)
+    query = resolve_query(session, lat=lat, lon=lon, id=one_id, ids=id_list, vector=vector,
+                          not_ids=not_id)
     show_sql(show, *scan_sql(filters, session.shape.has_bbox))
     result = run_knn(session, query, k, filters, include_self, exact=exact, index=index)
     title = None
