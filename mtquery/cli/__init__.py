@@ -33,9 +33,9 @@ app = typer.Typer(
 def _register() -> None:
     # One module per command group, each with register(app); heavy imports (torch, sklearn,
     # faiss) stay inside the commands.
-    from mtquery.cli import change, eval, generate_cmd, index, optimize, query
+    from mtquery.cli import compare, eval, generate_cmd, index, optimize, query
 
-    for module in (query, change, generate_cmd, eval, optimize, index):
+    for module in (query, compare, generate_cmd, eval, optimize, index):
         module.register(app)
 
 

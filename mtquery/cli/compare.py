@@ -1,4 +1,5 @@
-"""``mtquery change``: places ranked by how far their embedding moved between two periods."""
+"""Comparisons: ``mtquery change`` (a place between two periods) and ``mtquery align`` (the
+same fragments in two models' datasets)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from mtquery.cli.options import BBoxOpt, DatasetOpt, FormatOpt, OutputOpt, ShowS
 
 def register(app: typer.Typer) -> None:
     app.command("change")(change)
+    app.command("align")(align)
 
 
 def change(
@@ -46,3 +48,34 @@ def change(
     if fmt in ("table", "csv"):
         table = table.drop_columns(["geometry"])
     write_rows(table, fmt, output)
+
+
+def align(
+    other: Annotated[str, typer.Option(help="The other model's dataset (local file, "
+                                       "directory or glob).")],
+    dataset: DatasetOpt = None,
+    bbox: BBoxOpt = None,
+    k: Annotated[int, typer.Option("--k", "-k", help="Neighbours compared per fragment "
+                                   "(agreement@k).")] = 10,
+    limit: Annotated[int | None, typer.Option(help="Most pairs.")] = 1000,
+    fmt: FormatOpt = "table",
+    output: OutputOpt = None,
+    show: ShowSqlOpt = False,
+) -> None:
+    """The same fragments in two datasets of different models (matched on grid_cell,
+    product_id, pixel_bbox), with how many of each fragment's k nearest neighbours the two
+    models share. SQL: SELECT * FROM aligned('other/*.parquet')."""
+    from mtquery.align import align as run_align
+    from mtquery.align import align_sql
+    from mtquery.cli.options import check_output, session_for, show_sql
+    from mtquery.cli.output import write_rows
+    from mtquery.filters import check_k, check_limit, parse_bbox
+
+    check_output(fmt, output)
+    check_limit(limit)
+    check_k(k)
+    box = parse_bbox(bbox)
+    session = session_for(dataset)
+    sql, params = align_sql(box, session.shape.has_bbox, limit)
+    show_sql(show, sql, [other, *params])
+    write_rows(run_align(session, other, box, limit, k), fmt, output)
