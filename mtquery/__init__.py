@@ -4,10 +4,12 @@
     mtquery.search("demo", bbox=(-75.8, 37.5, -75.4, 37.8), limit=50)   # pyarrow.Table
     mtquery.knn("demo", lat=37.6803, lon=-75.548, k=5)                  # pyarrow.Table
     mtquery.info("demo")                                                # dict
+    mtquery.change("d", before="2019-01-01..2019-12-31", after="2023-01-01..2023-12-31")
+    mtquery.align("siglip-local/", other="dinov2-local/")  # same fragments, two models
     con = mtquery.connect("demo")     # DuckDB with views embeddings, acquisitions, cells
 """
 
-from mtquery.api import info, knn, search
+from mtquery.api import align, change, info, knn, search
 from mtquery.errors import DataError, MTQueryError, UsageError
 from mtquery.grid import cell_bounds, cells_in_bbox, latlon_to_cell, latlon_to_rowcol, utm_epsg
 from mtquery.session import Session, connect, open_session
@@ -19,8 +21,10 @@ __all__ = [
     "MTQueryError",
     "Session",
     "UsageError",
+    "align",
     "cell_bounds",
     "cells_in_bbox",
+    "change",
     "connect",
     "info",
     "knn",

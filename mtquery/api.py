@@ -93,3 +93,26 @@ def info(dataset: DatasetArg | Session = None) -> dict:
 
     with _session(dataset) as s:
         return dataset_info(s)
+
+
+def change(dataset: DatasetArg | Session = None, *, before: str, after: str,
+           bbox: BBoxArg = None, per_fragment: bool = False,
+           limit: int | None = None) -> pa.Table:
+    """Places ranked by how far their mean embedding moved from ``before`` to ``after``
+    (periods ``START..END``, inclusive UTC dates); see ``mtquery.temporal``."""
+    from mtquery.temporal import change as run_change
+
+    with _session(dataset) as s:
+        return run_change(s, before, after, bbox, per_fragment, limit)
+
+
+def align(dataset: DatasetArg | Session = None, *, other: str | Sequence[str],
+          bbox: BBoxArg = None, limit: int | None = 1000, k: int = 10,
+          vectors: bool = False) -> pa.Table:
+    """The same fragments in ``dataset`` and another model's dataset ``other``, with the
+    neighbour agreement of the two models; see ``mtquery.crossmodel``."""
+    from mtquery.crossmodel import align as run_align
+
+    with _session(dataset) as s:
+        return run_align(s, list(other) if not isinstance(other, str) else other, bbox,
+                         limit, k, vectors)

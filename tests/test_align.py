@@ -10,8 +10,8 @@ import pytest
 import synth
 
 import mtquery
-from mtquery.align import align
 from mtquery.cli import main
+from mtquery.crossmodel import align
 from mtquery.errors import DataError
 from mtquery.schema import embedding_array
 

@@ -12,10 +12,10 @@ import pytest
 import synth
 
 import mtquery
-from mtquery.change import change, parse_period
 from mtquery.cli import main
 from mtquery.errors import DataError, UsageError
 from mtquery.schema import embedding_array
+from mtquery.temporal import change, parse_period
 
 CHANGED = 5
 CELLS = 30
@@ -133,3 +133,9 @@ def test_bad_periods(two_periods, before, after, error, words):
 def test_parse_period():
     p = parse_period("2020-01-01..2020-12-31")
     assert p.time.start == dt.datetime(2020, 1, 1) and p.time.end == dt.datetime(2021, 1, 1)
+
+
+def test_api(two_periods):
+    t = mtquery.change(two_periods, before="2019-01-01..2019-12-31",
+                       after="2023-01-01..2023-12-31", limit=2)
+    assert t.num_rows == 2 and "geometry" in t.column_names

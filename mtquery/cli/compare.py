@@ -32,11 +32,11 @@ def change(
 ) -> None:
     """Per grid cell, 1 - cosine similarity of the mean unit vector before and after; largest
     change first. Cells seen in one period only are left out (and counted)."""
-    from mtquery.change import change as run_change
-    from mtquery.change import change_sql, parse_period
     from mtquery.cli.options import check_output, session_for, show_sql
     from mtquery.cli.output import write_rows
     from mtquery.filters import check_limit, parse_bbox
+    from mtquery.temporal import change as run_change
+    from mtquery.temporal import change_sql, parse_period
 
     check_output(fmt, output)
     check_limit(limit)
@@ -65,10 +65,10 @@ def align(
     """The same fragments in two datasets of different models (matched on grid_cell,
     product_id, pixel_bbox), with how many of each fragment's k nearest neighbours the two
     models share. SQL: SELECT * FROM aligned('other/*.parquet')."""
-    from mtquery.align import align as run_align
-    from mtquery.align import align_sql
     from mtquery.cli.options import check_output, session_for, show_sql
     from mtquery.cli.output import write_rows
+    from mtquery.crossmodel import align as run_align
+    from mtquery.crossmodel import align_sql
     from mtquery.filters import check_k, check_limit, parse_bbox
 
     check_output(fmt, output)
