@@ -1,13 +1,8 @@
 """The generator: samples -> fragments -> model -> standard GeoParquet shards + manifest.
 
-Output directory layout::
-
-    DIR/part-IIII-KKKKK.parquet   shard K of input I (samples K*S .. K*S+S-1), standard schema
-    DIR/_state/part-IIII-KKKKK.json  written after the shard: sample range, counts, failures
-    DIR/run.json                  the settings of the run (a rerun must use the same)
-    DIR/manifest.json             provenance + counts, rewritten at the end of every run
-
-Shards are written atomically (temp file + rename) and a shard whose state file exists with
+The output directory holds the shards, ``part-IIII-KKKKK.parquet`` (standard schema), and the
+run's own files in ``_mtquery/`` (:mod:`mtquery.generate.layout`), so other tools read it as a
+dataset. Shards are written atomically (temp file + rename) and a shard whose state file exists with
 the same sample range is not recomputed, so an interrupted run, rerun with the same command,
 ends with exactly the rows of an uninterrupted run. A sample that cannot be read is skipped,
 recorded in its shard's state and the manifest, and makes the run end with an error.
@@ -16,13 +11,11 @@ recorded in its shard's state and the manifest, and makes the run end with an er
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -30,17 +23,17 @@ import pyarrow.parquet as pq
 import shapely
 
 from mtquery.errors import DataError, UsageError
-from mtquery.fsio import atomic_path, atomic_write_text
+from mtquery.fsio import atomic_path
 from mtquery.generate.family import get_family
 from mtquery.generate.fastids import fast_unique_ids as unique_ids
 from mtquery.generate.fragment import fragment_footprints, fragment_grid
+from mtquery.generate.layout import open_output
 from mtquery.generate.models import forward, load_model
 from mtquery.generate.registry import ModelSpec, get_model_spec
 from mtquery.generate.sample import Sample, SampleError
 from mtquery.generate.sources import open_inputs
 from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
 
-STATE_DIR = "_state"
 PIXEL_BBOX_ORDER = "row_off,col_off,row_off+f,col_off+f (own pixels' footprint)"
 
 
@@ -217,25 +210,9 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
             raise UsageError(
                 f"model {spec.name!r} needs bands {','.join(spec.bands)}; input {s.path} has "
                 f"{','.join(sorted(s.bands)) or 'none'} (missing {','.join(missing)})")
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output {output} exists and is not a directory")
-    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-    for tmp in out.glob(".*.tmp"):  # leftovers of a killed run (never renamed into place)
-        tmp.unlink(missing_ok=True)
     described = [s.describe() for s in srcs]
-    settings = _settings(spec, weights, preprocessing, precision, shard_size, described)
-    run_file = out / "run.json"
-    if run_file.exists():
-        try:
-            old = json.loads(run_file.read_text())
-        except ValueError:
-            old = None
-        if old != settings:
-            raise UsageError(f"{output} holds a run with other settings ({run_file}); use a "
-                             "new --output directory or remove it")
-    else:
-        atomic_write_text(run_file, json.dumps(settings, indent=2, sort_keys=True))
+    out = open_output(output, _settings(spec, weights, preprocessing, precision, shard_size,
+                                        described))
 
     # the work: (input index, shard index, start, stop), in order, cut by --limit
     plan = []
@@ -256,20 +233,16 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
     try:
         for ii, k, start, stop in plan:
             name = f"part-{ii:04d}-{k:05d}"
-            state_f = out / STATE_DIR / f"{name}.json"
-            shard_f = out / f"{name}.parquet"
-            if state_f.exists():
-                st = json.loads(state_f.read_text())
-                if ([st.get("start"), st.get("stop")] == [start, stop]
-                        and (st["rows"] == 0 or shard_f.exists())):
-                    summary.samples_resumed += stop - start - len(st["failed"])
-                    summary.samples_failed += len(st["failed"])
-                    summary.failed += st["failed"]
-                    summary.rows_total += st["rows"]
-                    shards.append(st)
-                    prog.advance(stop - start, st["rows"])
-                    continue
-                state_f.unlink()
+            shard_f = out.shard(name)
+            st = out.finished(name, start, stop)
+            if st is not None:
+                summary.samples_resumed += stop - start - len(st["failed"])
+                summary.samples_failed += len(st["failed"])
+                summary.failed += st["failed"]
+                summary.rows_total += st["rows"]
+                shards.append(st)
+                prog.advance(stop - start, st["rows"])
+                continue
             if lm is None:
                 lm = load_model(spec.name, weights=weights, device=device, mode=preprocessing,
                                 precision=precision)
@@ -315,7 +288,7 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
                 shard_f.unlink(missing_ok=True)
             st = {"start": start, "stop": stop, "rows": table.num_rows, "failed": failed,
                   "input": srcs[ii].path, "file": shard_f.name if table.num_rows else None}
-            atomic_write_text(state_f, json.dumps(st, indent=1))
+            out.write_state(name, st)
             summary.timings.write += time.perf_counter() - t0
             shards.append(st)
             summary.samples_done += stop - start - len(failed)
@@ -350,7 +323,7 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
         "timings_s": summary.timings.as_dict(),
         "elapsed_s": round(summary.elapsed_s, 3),
     }
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
+    out.write_manifest(manifest)
     return summary
 
 
@@ -365,4 +338,4 @@ def check_failures(s: Summary) -> None:
         first = s.failed[0]
         raise DataError(f"{s.samples_failed} sample(s) failed and were skipped, e.g. "
                         f"{first['grid_cell']} / {first['product_id']}: {first['error']} "
-                        "(all listed in manifest.json)")
+                        "(all listed in the run's _mtquery/manifest.json)")

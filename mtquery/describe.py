@@ -79,12 +79,15 @@ def _bbox_from_metadata(session: Session, n_files: int) -> list[float] | None:
 
 
 def manifest_of(session: Session) -> dict | None:
-    """The generation manifest (``manifest.json``) next to a local dataset's files, if any."""
+    """The generation manifest of a local dataset's directory, if any: ``_mtquery/manifest.json``
+    (``manifest.json`` beside the files in outputs of older versions)."""
     parents = {Path(f).parent for f in session.dataset.local_files}
     if len(parents) != 1:
         return None
-    path = parents.pop() / "manifest.json"
-    if not path.is_file():
+    parent = parents.pop()
+    path = next((p for p in (parent / "_mtquery" / "manifest.json", parent / "manifest.json")
+                 if p.is_file()), None)
+    if path is None:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -105,7 +105,7 @@ def test_core_output_is_standard(spectral_run):
     assert t.num_rows == 225 and len(set(t.column("unique_id").to_pylist())) == 225
     assert t.schema.field("embedding").type == pa.list_(pa.float32(), 60)
     assert set(t.column("utm_crs").to_pylist()) == {"EPSG:32618"}
-    m = json.loads((spectral_run / "manifest.json").read_text())
+    m = json.loads((spectral_run / "_mtquery" / "manifest.json").read_text())
     assert m["model"]["name"] == "spectral" and m["counts"]["rows"] == 225
     assert m["counts"]["samples_failed"] == 0 and "numpy" in m["versions"]
     assert m["inputs"][0]["row_groups"] == 9
@@ -184,7 +184,7 @@ def test_corrupt_and_missing_band_samples_are_skipped(tmp_path):
     assert "2 sample(s) failed" in r.stderr
     t = _read(tmp_path / "o")
     assert t.num_rows == 50
-    m = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    m = json.loads((tmp_path / "o" / "_mtquery" / "manifest.json").read_text())
     assert m["counts"]["samples_failed"] == 2
     assert {f["grid_cell"] for f in m["failed"]} == {"418U_668L", "418U_667L"}
     assert all(f["product_id"] == MAKER.PRODUCT_ID for f in m["failed"])

@@ -294,7 +294,7 @@ def test_new_family_runs_the_generate_pipeline(conv_family, tmp_path):
     assert t.schema.field("embedding").type.list_size == 8 and t.num_rows == 25
     emb = np.asarray(t.column("embedding").combine_chunks().flatten()).reshape(-1, 8)
     assert np.isfinite(emb).all() and len(np.unique(emb, axis=0)) > 1
-    manifest = next(out.rglob("*manifest.json"))
+    manifest = out / "_mtquery" / "manifest.json"
     m = json.loads(manifest.read_text())
     assert m["model"]["family"] == "test-patchmean"
     assert m["preprocessing"]["description"] == "x / 10000 (test)"
