@@ -24,16 +24,18 @@ import shapely
 
 from mtquery.errors import DataError, UsageError
 from mtquery.fsio import atomic_path
-from mtquery.generate.family import get_family
+from mtquery.generate.family import LoadedModel, get_family
 from mtquery.generate.fastids import fast_unique_ids as unique_ids
 from mtquery.generate.fragment import fragment_footprints, fragment_grid
 from mtquery.generate.layout import open_output
 from mtquery.generate.models import forward, load_model
 from mtquery.generate.registry import ModelSpec, get_model_spec
-from mtquery.generate.sample import Sample, SampleError
+from mtquery.generate.sample import CORE_PX_10M, Sample, SampleError
 from mtquery.generate.sources import open_inputs
+from mtquery.progress import ProgressCallback, emit
 from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
 
+TASK = "generate"
 PIXEL_BBOX_ORDER = "row_off,col_off,row_off+f,col_off+f (own pixels' footprint)"
 
 
@@ -131,47 +133,24 @@ def _settings(spec: ModelSpec, weights: str | None, mode: str, precision: str,
             "inputs": [{k: v for k, v in d.items() if k != "samples"} for d in inputs]}
 
 
-class _Progress:
-    """rich progress bar with samples/s, fragments/s and ETA (stderr); no-op when quiet."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.quiet, self.total = quiet, total
-        self.t0 = time.perf_counter()
-        self.samples = self.frags = 0
-        if quiet:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rates]}"), TextColumn("ETA"),
-                            TimeRemainingColumn(), console=Console(stderr=True),
-                            transient=False)
-        self.task = self.bar.add_task("generate", total=total, rates="")
-        self.bar.start()
-
-    def advance(self, samples: int, frags: int) -> None:
-        self.samples += samples
-        self.frags += frags
-        if self.quiet:
-            return
-        dt = max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.update(self.task, advance=samples,
-                        rates=f"{self.samples / dt:.2f} samples/s {self.frags / dt:.1f} frag/s")
-
-    def close(self) -> None:
-        if not self.quiet:
-            self.bar.stop()
+def _plan(srcs: list, shard_size: int, limit: int | None) -> list[tuple[int, int, int, int]]:
+    """The work: (input index, shard index, start, stop), in order, cut after ``limit``
+    samples."""
+    plan = []
+    budget = limit if limit is not None else float("inf")
+    for ii, s in enumerate(srcs):
+        for k, start in enumerate(range(0, len(s), shard_size)):
+            stop = min(start + shard_size, len(s))
+            take = int(min(stop - start, budget))
+            if take <= 0:
+                break
+            plan.append((ii, k, start, start + take))
+            budget -= take
+    return plan
 
 
-def _flush(lm, pending: list, parts: list, batch_size: int, summary: Summary,
-           prog: _Progress) -> None:
+def _flush(lm: LoadedModel, pending: list, parts: list, batch_size: int, summary: Summary,
+           progress: ProgressCallback | None) -> None:
     """Embed the pending samples' fragments (batches span samples) and pack their rows."""
     if not pending:
         return
@@ -186,130 +165,140 @@ def _flush(lm, pending: list, parts: list, batch_size: int, summary: Summary,
         j += len(fr)
     summary.timings.model += t1 - t0
     summary.timings.pack += time.perf_counter() - t1
-    prog.advance(len(pending), len(frags))
+    emit(progress, TASK, len(pending), unit="samples", fragments=len(frags))
     pending.clear()
+
+
+def _embed_shard(lm: LoadedModel, source, start: int, stop: int, batch_size: int,
+                 summary: Summary, progress: ProgressCallback | None
+                 ) -> tuple[list[dict], list[dict]]:
+    """(row parts, failed samples) of samples start..stop-1 of one input."""
+    spec = lm.spec
+    pb = fragment_grid(CORE_PX_10M, spec.fragment_size)  # other sizes: computed per sample
+    parts: list[dict] = []
+    failed: list[dict] = []
+    pending: list[tuple[Sample, np.ndarray, np.ndarray]] = []
+    n_pending = 0
+    t0 = time.perf_counter()
+    for _i, smp, err in source.samples(start, stop, spec.bands):
+        try:
+            if err is not None:
+                raise SampleError(err)
+            img = smp.stack(spec.bands)
+            t1 = time.perf_counter()
+            summary.timings.decode += t1 - t0
+            if img.shape[1] < spec.fragment_size:
+                raise SampleError(f"image of {img.shape[1]} px is smaller than the "
+                                  f"{spec.fragment_size} px fragment")
+            spb = pb if img.shape[1] == CORE_PX_10M else fragment_grid(img.shape[1],
+                                                                       spec.fragment_size)
+            fr = extract_fragments(img, spb)
+            summary.timings.fragment += time.perf_counter() - t1
+        except SampleError as exc:
+            failed.append({"grid_cell": smp.grid_cell, "product_id": smp.product_id,
+                           "source": smp.ref, "error": str(exc)})
+            emit(progress, TASK, 1, unit="samples", fragments=0)
+            t0 = time.perf_counter()
+            continue
+        pending.append((smp, spb, fr))
+        n_pending += len(fr)
+        if n_pending >= batch_size:
+            _flush(lm, pending, parts, batch_size, summary, progress)
+            n_pending = 0
+        t0 = time.perf_counter()
+    _flush(lm, pending, parts, batch_size, summary, progress)
+    return parts, failed
 
 
 def generate(model: str, inputs: list[str], output: str, *, weights: str | None = None,
              batch_size: int = 64, device: str | None = None, limit: int | None = None,
-             quiet: bool = True, preprocessing: str = "reference", precision: str = "fp32",
+             preprocessing: str = "reference", precision: str = "fp32",
              product_id: str | None = None, timestamp: str | None = None,
-             shard_size: int = 64) -> Summary:
+             shard_size: int = 64, progress: ProgressCallback | None = None) -> Summary:
     """Run the generator; returns a Summary (raise nothing for failed samples: the caller
-    decides; the CLI exits non-zero when ``summary.samples_failed``)."""
+    decides; the CLI exits non-zero when ``summary.samples_failed``).
+
+    ``progress`` receives events of task ``"generate"`` in ``samples`` (the total first), each
+    with a ``fragments`` counter (rows embedded or found done)."""
     t_start = time.perf_counter()
     spec = get_model_spec(model)
     if batch_size < 1 or shard_size < 1:
-        raise UsageError("--batch-size and --shard-size must be >= 1")
+        raise UsageError("batch_size and shard_size must be >= 1",
+                         argument="batch_size" if batch_size < 1 else "shard_size")
     if limit is not None and limit < 0:
-        raise UsageError("--limit must be >= 0")
+        raise UsageError("limit must be >= 0", argument="limit")
     srcs = open_inputs(list(inputs), product_id=product_id, timestamp=timestamp)
     for s in srcs:
         missing = [b for b in spec.bands if b not in s.bands]
         if missing:
             raise UsageError(
                 f"model {spec.name!r} needs bands {','.join(spec.bands)}; input {s.path} has "
-                f"{','.join(sorted(s.bands)) or 'none'} (missing {','.join(missing)})")
+                f"{','.join(sorted(s.bands)) or 'none'} (missing {','.join(missing)})",
+                argument="inputs")
     described = [s.describe() for s in srcs]
     out = open_output(output, _settings(spec, weights, preprocessing, precision, shard_size,
                                         described))
-
-    # the work: (input index, shard index, start, stop), in order, cut by --limit
-    plan = []
-    budget = limit if limit is not None else float("inf")
-    for ii, s in enumerate(srcs):
-        for k, start in enumerate(range(0, len(s), shard_size)):
-            stop = min(start + shard_size, len(s))
-            take = int(min(stop - start, budget))
-            if take <= 0:
-                break
-            plan.append((ii, k, start, start + take))
-            budget -= take
+    plan = _plan(srcs, shard_size, limit)
     summary = Summary(samples_total=sum(b - a for _, _, a, b in plan))
-    pb = fragment_grid(1068, spec.fragment_size)  # recomputed when a sample is another size
+    emit(progress, TASK, total=summary.samples_total, unit="samples")
     lm = None
-    prog = _Progress(summary.samples_total, quiet)
     shards = []
-    try:
-        for ii, k, start, stop in plan:
-            name = f"part-{ii:04d}-{k:05d}"
-            shard_f = out.shard(name)
-            st = out.finished(name, start, stop)
-            if st is not None:
-                summary.samples_resumed += stop - start - len(st["failed"])
-                summary.samples_failed += len(st["failed"])
-                summary.failed += st["failed"]
-                summary.rows_total += st["rows"]
-                shards.append(st)
-                prog.advance(stop - start, st["rows"])
-                continue
-            if lm is None:
-                lm = load_model(spec.name, weights=weights, device=device, mode=preprocessing,
-                                precision=precision)
-            parts: list[dict] = []
-            failed: list[dict] = []
-            pending: list[tuple[Sample, np.ndarray, np.ndarray]] = []
-
-            n_pending = 0
-            t0 = time.perf_counter()
-            for _i, smp, err in srcs[ii].samples(start, stop, spec.bands):
-                try:
-                    if err is not None:
-                        raise SampleError(err)
-                    img = smp.stack(spec.bands)
-                    t1 = time.perf_counter()
-                    summary.timings.decode += t1 - t0
-                    if img.shape[1] < spec.fragment_size:
-                        raise SampleError(f"image of {img.shape[1]} px is smaller than the "
-                                          f"{spec.fragment_size} px fragment")
-                    spb = pb if img.shape[1] == 1068 else fragment_grid(img.shape[1],
-                                                                        spec.fragment_size)
-                    fr = extract_fragments(img, spb)
-                    summary.timings.fragment += time.perf_counter() - t1
-                except SampleError as exc:
-                    failed.append({"grid_cell": smp.grid_cell, "product_id": smp.product_id,
-                                   "source": smp.ref, "error": str(exc)})
-                    prog.advance(1, 0)
-                    t0 = time.perf_counter()
-                    continue
-                pending.append((smp, spb, fr))
-                n_pending += len(fr)
-                if n_pending >= batch_size:
-                    _flush(lm, pending, parts, batch_size, summary, prog)
-                    n_pending = 0
-                t0 = time.perf_counter()
-            _flush(lm, pending, parts, batch_size, summary, prog)
-            t0 = time.perf_counter()
-            table = build_table(parts, spec.dim)
-            if table.num_rows:
-                with atomic_path(shard_f) as tmp:
-                    pq.write_table(table, tmp, compression="zstd", row_group_size=100_000)
-            else:
-                shard_f.unlink(missing_ok=True)
-            st = {"start": start, "stop": stop, "rows": table.num_rows, "failed": failed,
-                  "input": srcs[ii].path, "file": shard_f.name if table.num_rows else None}
-            out.write_state(name, st)
-            summary.timings.write += time.perf_counter() - t0
+    for ii, k, start, stop in plan:
+        name = f"part-{ii:04d}-{k:05d}"
+        st = out.finished(name, start, stop)
+        if st is not None:
+            summary.samples_resumed += stop - start - len(st["failed"])
+            summary.samples_failed += len(st["failed"])
+            summary.failed += st["failed"]
+            summary.rows_total += st["rows"]
             shards.append(st)
-            summary.samples_done += stop - start - len(failed)
-            summary.samples_failed += len(failed)
-            summary.failed += failed
-            summary.fragments += table.num_rows
-            summary.rows_total += table.num_rows
-    finally:
-        prog.close()
+            emit(progress, TASK, stop - start, unit="samples", fragments=st["rows"])
+            continue
+        if lm is None:
+            lm = load_model(spec.name, weights=weights, device=device, mode=preprocessing,
+                            precision=precision)
+        parts, failed = _embed_shard(lm, srcs[ii], start, stop, batch_size, summary, progress)
+        t0 = time.perf_counter()
+        table = build_table(parts, spec.dim)
+        shard_f = out.shard(name)
+        if table.num_rows:
+            with atomic_path(shard_f) as tmp:
+                pq.write_table(table, tmp, compression="zstd", row_group_size=100_000)
+        else:
+            shard_f.unlink(missing_ok=True)
+        st = {"start": start, "stop": stop, "rows": table.num_rows, "failed": failed,
+              "input": srcs[ii].path, "file": shard_f.name if table.num_rows else None}
+        out.write_state(name, st)
+        summary.timings.write += time.perf_counter() - t0
+        shards.append(st)
+        summary.samples_done += stop - start - len(failed)
+        summary.samples_failed += len(failed)
+        summary.failed += failed
+        summary.fragments += table.num_rows
+        summary.rows_total += table.num_rows
     summary.elapsed_s = time.perf_counter() - t_start
-    manifest = {
+    out.write_manifest(_manifest(spec, lm, weights, preprocessing, precision, device,
+                                 described, limit, summary, shards))
+    return summary
+
+
+def _manifest(spec: ModelSpec, lm: LoadedModel | None, weights: str | None, mode: str,
+              precision: str, device: str | None, described: list[dict], limit: int | None,
+              summary: Summary, shards: list[dict]) -> dict:
+    """Provenance and counts of the run (``lm`` is None when every shard was done before)."""
+    return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": spec.name, "family": spec.family, "dim": spec.dim,
                   "bands": list(spec.bands), "fragment_size": spec.fragment_size,
                   "weights_name": spec.weights_name, "weights_revision": spec.weights_revision,
                   "weights": lm.weights if lm else (weights or "default"),
                   "weights_sha256": lm.weights_sha256 if lm else None},
-        "preprocessing": {"key": spec.preprocessing, "mode": preprocessing,
-                          "description": get_family(spec.family).preprocessing[spec.preprocessing]},
+        "preprocessing": {"key": spec.preprocessing, "mode": mode,
+                          "description": get_family(spec.family).preprocessing[
+                              spec.preprocessing]},
         "precision": precision, "device": lm.device if lm else device,
-        "fragmenting": {"overlap": 0.1, "border_shift": True, "pixel_bbox_order": PIXEL_BBOX_ORDER},
+        "fragmenting": {"overlap": 0.1, "border_shift": True,
+                        "pixel_bbox_order": PIXEL_BBOX_ORDER},
         "versions": _versions(),
         "inputs": described,
         "limit": limit,
@@ -323,8 +312,6 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
         "timings_s": summary.timings.as_dict(),
         "elapsed_s": round(summary.elapsed_s, 3),
     }
-    out.write_manifest(manifest)
-    return summary
 
 
 def summary_line(s: Summary) -> str:

@@ -56,7 +56,7 @@ def spectral_run(core_dir, tmp_path_factory) -> Path:
     from mtquery.generate.pipeline import generate
 
     out = tmp_path_factory.mktemp("out_spectral")
-    s = generate("spectral", [str(core_dir)], str(out), shard_size=2, quiet=True)
+    s = generate("spectral", [str(core_dir)], str(out), shard_size=2)
     assert s.samples_failed == 0 and s.rows_total == 9 * 25
     return out
 
@@ -190,12 +190,55 @@ def test_corrupt_and_missing_band_samples_are_skipped(tmp_path):
     assert all(f["product_id"] == MAKER.PRODUCT_ID for f in m["failed"])
 
 
-def test_limit_and_progress_bar(core_dir, tmp_path):
-    r = _cli("generate", "-m", "spectral", "-i", str(core_dir), "-o", str(tmp_path / "o"),
-             "--limit", "2")
-    assert r.returncode == 0, r.stderr
-    assert "samples/s" in r.stderr and "frag/s" in r.stderr and "ETA" in r.stderr
-    assert _read(tmp_path / "o").num_rows == 50
+def test_limit_and_progress_events(core_dir, tmp_path):
+    from mtquery.generate.pipeline import generate
+
+    events = []
+    s = generate("spectral", [str(core_dir)], str(tmp_path / "o"), limit=4, shard_size=3,
+                 batch_size=25, progress=events.append)
+    assert _read(tmp_path / "o").num_rows == 100 and s.rows_total == 100
+    assert {e.task for e in events} == {"generate"} and {e.unit for e in events} == {"samples"}
+    assert events[0].total == 4 and events[0].advance == 0
+    assert sum(e.advance for e in events) == 4
+    assert sum(e.counters.get("fragments", 0) for e in events) == 100
+    assert len(events) > 2  # reported as batches finish, not once at the end
+    resumed = []
+    generate("spectral", [str(core_dir)], str(tmp_path / "o"), limit=4, shard_size=3,
+             batch_size=25, progress=resumed.append)
+    assert sum(e.advance for e in resumed) == 4
+
+
+def test_cli_draws_progress_on_a_terminal(core_dir, tmp_path):
+    """The CLI renders the library's events (rich bar with rates) when run on a terminal."""
+    import pty
+
+    master, slave = pty.openpty()
+    chunks = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    env = dict(os.environ, MTQUERY_OFFLINE="1", COLUMNS="160", TERM="xterm")
+    r = subprocess.run([PY, "-c", "from mtquery.cli import main; main()", "generate", "-m",
+                        "spectral", "-i", str(core_dir), "-o", str(tmp_path / "o"), "--limit",
+                        "4", "--batch-size", "25"], stdout=slave, stderr=slave, env=env,
+                       timeout=300)
+    os.close(slave)
+    reader.join(timeout=10)
+    os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert r.returncode == 0, text
+    assert "generate" in text and "fragments/s" in text and "4/4" in text, text
+    assert "4 samples embedded" in text
 
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):

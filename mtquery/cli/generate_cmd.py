@@ -34,12 +34,14 @@ def register(app: typer.Typer) -> None:
         shard_size: int = typer.Option(64, "--shard-size", help="samples per output shard"),
     ) -> None:
         """Embed Major TOM Core samples or Sentinel scenes into standard GeoParquet shards."""
+        from mtquery.cli.progress import progress_bar
         from mtquery.generate.pipeline import check_failures, generate, summary_line
 
-        s = generate(model, inputs, output, weights=weights, batch_size=batch_size,
-                     device=device, limit=limit, quiet=quiet, preprocessing=preprocessing,
-                     precision=precision, product_id=product_id, timestamp=timestamp,
-                     shard_size=shard_size)
+        with progress_bar(quiet) as on_progress:
+            s = generate(model, inputs, output, weights=weights, batch_size=batch_size,
+                         device=device, limit=limit, preprocessing=preprocessing,
+                         precision=precision, product_id=product_id, timestamp=timestamp,
+                         shard_size=shard_size, progress=on_progress)
         for f in s.failed:
             sys.stderr.write(f"skipped {f['grid_cell']} / {f['product_id']} ({f['source']}): "
                              f"{f['error']}\n")
