@@ -183,11 +183,106 @@ class Filters:
                 and self.cell is None)
 
 
-def where_sql(filters: Filters, has_bbox_column: bool = False) -> tuple[str, list]:
-    """``WHERE`` clause (or ``""``) and its parameters. With a bbox covering column, the cheap
-    struct comparison runs first so row groups are pruned, then the exact ST_Intersects."""
+# ---------------------------------------------------------------- pruning through the grid
+#: how far (km) any point of a fragment may lie from its centre: a fragment is a pixel window
+#: of a Core image (10.68 km a side, docs/standard.md "Core windows"), so at most half the
+#: image's diagonal (7.6 km), with room for reprojection. Range predicates on centre_lat /
+#: centre_lon widened by it select a superset of the rows ST_Intersects keeps, and let the
+#: Parquet reader skip files and row groups by their statistics (files without a bbox
+#: covering column, as released).
+FRAGMENT_REACH_KM = 10.0
+KM_PER_DEG_LAT = 110.574
+KM_PER_DEG_LON_EQUATOR = 111.320
+
+
+@dataclass(frozen=True)
+class CentreWindow:
+    """Ranges a fragment's centre must lie in to reach a box (``lon`` None: no limit, near a
+    pole or the antimeridian)."""
+
+    lat: tuple[float, float]
+    lon: tuple[float, float] | None
+
+
+def centre_window(b: BBox) -> CentreWindow:
+    """The centre ranges of every fragment that may intersect ``b``."""
+    dlat = FRAGMENT_REACH_KM / KM_PER_DEG_LAT
+    lat = (b.min_lat - dlat, b.max_lat + dlat)
+    widest = max(abs(lat[0]), abs(lat[1]))
+    if widest >= 89.0:
+        return CentreWindow(lat, None)
+    dlon = FRAGMENT_REACH_KM / (KM_PER_DEG_LON_EQUATOR * math.cos(math.radians(widest)))
+    lon = (b.min_lon - dlon, b.max_lon + dlon)
+    if lon[0] < -180 or lon[1] > 180:  # a fragment may cross the antimeridian
+        return CentreWindow(lat, None)
+    return CentreWindow(lat, lon)
+
+
+def point_window(lat: float, lon: float) -> CentreWindow:
+    return centre_window(BBox(lon, lat, lon, lat))
+
+
+def timestamp_window(time: TimeRange) -> tuple[str | None, str | None]:
+    """Bounds ``lo <= timestamp < hi`` on the ``timestamp`` text that every row whose
+    acquisition lies in ``time`` satisfies: S2-style ``%Y%m%dT%H%M%S`` strings sort as time,
+    and ISO strings (``YYYY-MM-DD...``, any offset) are kept by a margin of a day or two, so
+    the bounds are the looser of the two spellings. None: no bound."""
+    lo = hi = None
+    day = dt.timedelta(days=1)
+    if time.start is not None and time.start.year >= 1001:
+        s = time.start.replace(microsecond=0)
+        lo = min(s.strftime("%Y%m%dT%H%M%S"), (s - day).strftime("%Y-%m-%d"))
+    if time.end is not None and time.end.year <= 9997:
+        e = time.end
+        if e.microsecond:
+            e = e.replace(microsecond=0) + dt.timedelta(seconds=1)
+        hi = max(e.strftime("%Y%m%dT%H%M%S"), (time.end + 2 * day).strftime("%Y-%m-%d"))
+    return lo, hi
+
+
+def prune_windows(filters: Filters) -> tuple[CentreWindow | None, tuple[str | None, str | None]]:
+    """(centre window, timestamp bounds) implied by the filters: by the bbox, or the grid
+    cell's bounds."""
+    window = centre_window(filters.bbox) if filters.bbox is not None else None
+    if filters.cell is not None:
+        from mtquery.grid import cell_bounds
+
+        c = cell_bounds([filters.cell])[0]
+        cw = centre_window(BBox(float(c[0]), float(c[1]), float(c[2]), float(c[3])))
+        window = cw if window is None else CentreWindow(
+            (max(window.lat[0], cw.lat[0]), min(window.lat[1], cw.lat[1])),
+            window.lon if cw.lon is None else cw.lon if window.lon is None else
+            (max(window.lon[0], cw.lon[0]), min(window.lon[1], cw.lon[1])))
+    return window, timestamp_window(filters.time)
+
+
+def prune_sql(filters: Filters) -> tuple[list[str], list]:
+    """Range predicates on ``centre_lat`` / ``centre_lon`` / ``timestamp`` implied by the
+    filters (supersets of what they keep, see ``FRAGMENT_REACH_KM``, ``timestamp_window``)."""
     clauses: list[str] = []
     params: list = []
+    window, (lo, hi) = prune_windows(filters)
+    if window is not None:
+        clauses.append("centre_lat BETWEEN ? AND ?")
+        params += list(window.lat)
+        if window.lon is not None:
+            clauses.append("centre_lon BETWEEN ? AND ?")
+            params += list(window.lon)
+    if lo is not None:
+        clauses.append('"timestamp" >= ?')
+        params.append(lo)
+    if hi is not None:
+        clauses.append('"timestamp" < ?')
+        params.append(hi)
+    return clauses, params
+
+
+def where_sql(filters: Filters, has_bbox_column: bool = False) -> tuple[str, list]:
+    """``WHERE`` clause (or ``""``) and its parameters. Range predicates on the centre and the
+    timestamp text come first (``prune_sql``: the reader skips row groups by statistics);
+    with a bbox covering column, the cheap struct comparison prunes too; then the exact
+    ST_Intersects and acquisition window."""
+    clauses, params = prune_sql(filters)
     b = filters.bbox
     if b is not None:
         if has_bbox_column:

@@ -53,6 +53,8 @@ def point_query_sql(has_bbox_column: bool) -> str:
     nearest centre. Parameters: see ``query_from_point``."""
     prefilter = ("bbox.xmin <= ? AND bbox.xmax >= ? AND bbox.ymin <= ? AND bbox.ymax >= ?\n"
                  "  AND " if has_bbox_column else "")
+    # centre ranges first: the reader skips files and row groups by their statistics
+    prefilter = "centre_lat BETWEEN ? AND ? AND centre_lon BETWEEN ? AND ?\n  AND " + prefilter
     return (
         f"SELECT {QUERY_COLUMNS}\n"
         "FROM embeddings\n"
@@ -65,7 +67,11 @@ def point_query_sql(has_bbox_column: bool) -> str:
 
 
 def point_query_params(lat: float, lon: float, has_bbox_column: bool) -> list:
-    params: list = [lon, lon, lat, lat] if has_bbox_column else []
+    from mtquery.filters import point_window
+
+    w = point_window(lat, lon)
+    params: list = [*w.lat, *(w.lon or (-360.0, 360.0))]
+    params += [lon, lon, lat, lat] if has_bbox_column else []
     return params + [lon, lat, lat, lat, lon, lon]
 
 
@@ -85,9 +91,22 @@ NEAREST_SQL = (
 )
 
 
+#: remote data: the hint looks this many degrees of latitude around the point (row groups
+#: further away are skipped by their statistics instead of reading every centre)
+REMOTE_HINT_DEG = 2.0
+NEAREST_NEAR_SQL = NEAREST_SQL.replace("FROM embeddings", "FROM embeddings\n"
+                                       "WHERE centre_lat BETWEEN ? AND ?")
+
+
 def _nearest_hint(session: Session, lat: float, lon: float) -> str:
     msg = f"no fragment covers lat {lat}, lon {lon} in {session.dataset.name}"
-    row = run(session, NEAREST_SQL, [lat, lon]).to_pylist()
+    if session.dataset.remote:
+        row = run(session, NEAREST_NEAR_SQL, [lat, lon, lat - REMOTE_HINT_DEG,
+                                              lat + REMOTE_HINT_DEG]).to_pylist()
+        if not row:
+            return msg + f" (no fragment centre within {REMOTE_HINT_DEG:g} degrees of latitude)"
+    else:
+        row = run(session, NEAREST_SQL, [lat, lon]).to_pylist()
     if row:
         r = row[0]
         msg += (f"; the nearest fragment centre is {r['km']:.1f} km away (cell "
