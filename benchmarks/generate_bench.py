@@ -88,10 +88,11 @@ def main() -> None:
     import torch
 
     from mtquery.generate import models as M
+    from mtquery.generate.core_parquet import CoreInput
     from mtquery.generate.fastids import fast_unique_ids
     from mtquery.generate.fragment import fragment_footprints, fragment_grid
     from mtquery.generate.pipeline import build_table, extract_fragments, pack_sample
-    from mtquery.generate.sources import CoreInput, Sample
+    from mtquery.generate.sample import Sample
     from mtquery.ids import unique_ids
 
     names = [m for m in a.models.split(",") if m] + (REAL if a.real else [])
@@ -119,10 +120,7 @@ def main() -> None:
         def pre(lm=lm, frags=frags):
             if lm.spec.family == "spectral":
                 return None
-            if lm.spec.family == "hf-dinov2":
-                return M._dinov2_inputs(lm, frags)
-            t = torch.from_numpy(frags).to(lm.device)
-            out = M._preprocess_torch(lm, t)
+            out = lm.family.preprocess(lm, frags)  # each family owns its preprocessing
             if lm.device.startswith("cuda"):
                 torch.cuda.synchronize()
             return out

@@ -16,7 +16,7 @@ import hashlib
 import numpy as np
 import shapely
 
-from mtquery.ids import _NUMPY_DEFAULTS
+from mtquery.ids import NUMPY_PRINT_DEFAULTS
 
 try:  # the C function numpy's own printing calls; format_float_positional wraps it slowly
     from numpy._core.multiarray import dragon4_positional as _d4
@@ -77,7 +77,7 @@ def vector_str(vec: np.ndarray) -> str:
 
 
 def _numpy_str(v: np.ndarray) -> str:
-    with np.printoptions(**_NUMPY_DEFAULTS):
+    with np.printoptions(**NUMPY_PRINT_DEFAULTS):
         return str(v)
 
 

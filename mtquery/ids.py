@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 
-_NUMPY_DEFAULTS = dict(precision=8, threshold=1000, edgeitems=3, linewidth=75,
+NUMPY_PRINT_DEFAULTS = dict(precision=8, threshold=1000, edgeitems=3, linewidth=75,
                        suppress=False, nanstr="nan", infstr="inf", sign="-",
                        floatmode="maxprec", legacy=False)
 
@@ -21,7 +21,7 @@ def unique_ids(geometries: Sequence | np.ndarray, timestamps: Sequence[str],
     wkts = shapely.to_wkt(np.asarray(geometries, dtype=object), rounding_precision=-1,
                           trim=True) if len(geometries) else []
     out = []
-    with np.printoptions(**_NUMPY_DEFAULTS):  # the defaults, whatever a caller has set
+    with np.printoptions(**NUMPY_PRINT_DEFAULTS):  # the defaults, whatever a caller has set
         for wkt, ts, pid, vec in zip(wkts, timestamps, product_ids, embeddings, strict=True):
             text = f"{wkt}_{ts}_{pid}_{np.asarray(vec)}"
             out.append(hashlib.sha256(text.encode()).hexdigest())

@@ -7,9 +7,11 @@ PASS / FAIL (WARN for what queries survive but should be fixed) with a count and
 
 - ``readable``: every data page decodes (a corrupt page fails its row group, the rest is
   still checked); a file whose footer cannot be read is a one-line DataError;
-- ``vectors``: no zero, NaN or infinite vector. Such a vector has no direction: the one rule
-  everywhere (``mtquery.store.invalid_rows``) is that knn skips it and the SQL
-  ``cosine_distance`` gives NULL;
+- ``vectors``: no null, NaN or infinite vector (corrupt data);
+- ``zero_vectors`` (WARN): zero vectors, e.g. fragments of no data (outside a scene: the
+  reference embeds them too; the spectral model gives them a zero vector). Like NaN ones they
+  have no direction: the one rule everywhere (``mtquery.store.invalid_rows``) is that knn
+  skips them and says how many, and the SQL ``cosine_distance`` gives NULL;
 - ``timestamp`` (WARN): every timestamp parses as S2 style ``20200717T105031`` or ISO 8601
   the way the ``embeddings`` view parses it; placeholders (``unknown``, empty, null,
   impossible dates like ``2020-02-30``) give a NULL ``acquired_at`` that time filters never
@@ -40,10 +42,11 @@ BATCH_ROWS = 32_768
 DEFAULT_TOLERANCE_KM = 2.0
 KM_PER_DEG = 111.32
 
-CHECKS = ("columns", "geo_metadata", "readable", "dimension", "vectors", "timestamp",
+CHECKS = ("columns", "geo_metadata", "readable", "dimension", "vectors", "zero_vectors",
+          "timestamp",
           "geometry_valid", "geometry_in_cell", "cell_rowcol", "unique_id")
 #: checks whose failures are reported as WARN: queries still work, the data should be fixed
-WARN_CHECKS = ("timestamp",)
+WARN_CHECKS = ("timestamp", "zero_vectors")
 TIME_FORMS = "S2 style 20200717T105031 or ISO 8601"
 
 
@@ -223,6 +226,7 @@ def _check_vectors(batch: pa.RecordBatch, path: str, report: Report) -> None:
         return
     ch["dimension"].checked += n
     ch["vectors"].checked += n
+    ch["zero_vectors"].checked += n
     present = lengths >= 0
     for d, count in zip(*np.unique(lengths[present], return_counts=True), strict=True):
         d = int(d)
@@ -241,12 +245,15 @@ def _check_vectors(batch: pa.RecordBatch, path: str, report: Report) -> None:
         return
     rows = col.take(pa.array(keep)) if len(keep) != n else col
     mat = embedding_matrix(rows)
-    bad = np.flatnonzero(invalid_rows(mat))
-    if len(bad):
-        i = int(keep[bad[0]])
-        kind = "zero" if np.isfinite(mat[int(bad[0])]).all() else "NaN / infinite"
-        ch["vectors"].fail(len(bad), f"{path}: unique_id {ids[i]} has a {kind} vector (no "
-                           "direction: knn skips such vectors, cosine_distance gives NULL)")
+    bad = invalid_rows(mat)
+    finite = np.isfinite(mat).all(axis=1)
+    for name, rows_bad, kind in (("vectors", bad & ~finite, "NaN / infinite"),
+                                 ("zero_vectors", bad & finite, "zero")):
+        where = np.flatnonzero(rows_bad)
+        if len(where):
+            i = int(keep[where[0]])
+            ch[name].fail(len(where), f"{path}: unique_id {ids[i]} has a {kind} vector (no "
+                          "direction: knn skips such vectors, cosine_distance gives NULL)")
 
 
 def _check_batch(batch: pa.RecordBatch, path: str, report: Report, tol_km: float,

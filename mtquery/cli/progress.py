@@ -41,7 +41,9 @@ def progress_bar(quiet: bool = False) -> Iterator[ProgressCallback]:
     columns = [TextColumn("[progress.description]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, transient=False, console=None) as prog:
+    from rich.console import Console
+
+    with Progress(*columns, transient=False, console=Console(stderr=True)) as prog:
         tasks: dict[str, int] = {}
         counts: dict[str, dict[str, int]] = {}
 

