@@ -1,6 +1,7 @@
 """Generation of Major TOM embeddings (imported as ``mtquery.generate``).
 
-Public API: :func:`embed_patches`, :func:`get_model_spec`, :func:`list_models`,
+Public API: :func:`embed_patches`, :func:`embed_text` (models with a text tower:
+:func:`text_models`), :func:`get_model_spec`, :func:`list_models`,
 :func:`fragment_offsets` and the pipeline :func:`generate` (lazy; heavy imports happen on use).
 A new model family: :class:`Family` + :func:`register_family`, rows via :func:`register_model`.
 """
@@ -12,7 +13,7 @@ from mtquery.generate.fragment import (
     fragment_grid,
     fragment_offsets,
 )
-from mtquery.generate.models import embed_patches, load_model
+from mtquery.generate.models import embed_patches, embed_text, load_model, text_models
 from mtquery.generate.registry import (
     REGISTRY,
     ModelSpec,
@@ -22,6 +23,7 @@ from mtquery.generate.registry import (
 )
 
 __all__ = ["REGISTRY", "Built", "Family", "ModelSpec", "core_window_origin", "embed_patches",
+           "embed_text", "text_models",
            "fragment_footprints", "fragment_grid", "fragment_offsets", "generate",
            "get_model_spec", "list_models", "load_model", "register_family", "register_model"]
 

@@ -61,7 +61,8 @@ class Family:
     each with a description of what it does (written into every run's manifest).
     ``torch``: the module is a torch module (moved to the device, run in inference mode at the
     requested precision). ``fixed_size``: inputs of another size are resized to the row's
-    ``fragment_size`` by ``embed_patches``.
+    ``fragment_size`` by ``embed_patches``. ``encode_text(lm, texts)``: the text tower, for
+    families that have one (text -> the same space as the images), else None.
     """
 
     name: str
@@ -71,6 +72,7 @@ class Family:
     preprocessing: dict[str, str]
     torch: bool = True
     fixed_size: bool = True
+    encode_text: Callable[[LoadedModel, list[str]], Any] | None = None
 
 
 FAMILIES: dict[str, Family] = {}

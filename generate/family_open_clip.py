@@ -45,9 +45,31 @@ def forward(lm: LoadedModel, t):
     return lm.module.encode_image(t)
 
 
+def tokenize(lm: LoadedModel, texts: list[str]):
+    """open_clip's tokenizer of the model: the published one for real weights (from the
+    local Hugging Face cache, or fetched once like the weights), open_clip's bundled BPE
+    tokenizer for test-size models."""
+    import open_clip
+
+    spec = lm.spec
+    if spec.tiny:
+        return open_clip.tokenize(texts, context_length=spec.arch["text"]["context_length"])
+    try:
+        tok = open_clip.get_tokenizer(spec.arch["open_clip_name"])
+    except Exception as exc:  # noqa: BLE001 - any hub / cache failure: say how to get it
+        raise DataError(f"cannot load the text tokenizer of {spec.name} "
+                        f"({spec.weights_repo}): {str(exc).splitlines()[0][:200]}; fetch it "
+                        f"once with: huggingface-cli download {spec.weights_repo}") from exc
+    return tok(texts)
+
+
+def encode_text(lm: LoadedModel, texts: list[str]):
+    return lm.module.encode_text(tokenize(lm, texts).to(lm.device))
+
+
 PREPROCESSING = {
     "rgb-siglip": "clip(2.5 * x / 10000, 0, 1); Normalize(mean 0.5, std 0.5); no resize",
 }
 
 FAMILY = register_family(Family("open_clip", load, preprocess, forward,
-                                preprocessing=PREPROCESSING))
+                                preprocessing=PREPROCESSING, encode_text=encode_text))

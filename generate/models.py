@@ -157,3 +157,35 @@ def embed_patches(model: str, images: np.ndarray, *, weights: str | None = None,
             chunk = resize(chunk, spec.fragment_size)
         out[i:i + len(chunk)] = forward(lm, chunk)
     return out
+
+
+def text_models() -> list[str]:
+    """Registry models whose family has a text tower."""
+    from mtquery.generate.registry import REGISTRY
+
+    return [name for name, spec in REGISTRY.items()
+            if get_family(spec.family).encode_text is not None]
+
+
+def embed_text(model: str, texts: list[str] | str, *, weights: str | None = None,
+               device: str | None = None, batch_size: int = 64) -> np.ndarray:
+    """Embed texts with the text tower of ``model`` (same weights lookup as images:
+    ``weights`` a path, ``"random"`` for the untrained architecture, or the default lookup),
+    into the space of its image embeddings. Returns (n, dim) float32."""
+    spec = get_model_spec(model)
+    family = get_family(spec.family)
+    if family.encode_text is None:
+        raise UsageError(f"model {model!r} has no text tower; text queries need one of: "
+                         f"{', '.join(text_models())}", argument="text")
+    items = [texts] if isinstance(texts, str) else list(texts)
+    if not items or any(not str(t).strip() for t in items):
+        raise UsageError("text must be a non-empty string, e.g. 'a harbour with ships'",
+                         argument="text")
+    lm = load_model(model, weights=weights, device=device)
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(items), batch_size):
+            out.append(family.encode_text(lm, items[i:i + batch_size]).float().cpu().numpy())
+    return np.concatenate(out).astype(np.float32)

@@ -58,7 +58,7 @@ RESNET_TINY = {"block": "bottleneck", "layers": (1, 1, 1, 1), "channels": (4, 8,
 SIGLIP = {"open_clip_name": "ViT-SO400M-14-SigLIP-384"}
 SIGLIP_TINY = {"embed_dim": 32, "vision": {"image_size": 384, "patch_size": 48, "width": 32,
                                            "layers": 2, "head_width": 16, "mlp_ratio": 2.0},
-               "text": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2,
+               "text": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2,
                         "layers": 1}}
 DINOV2_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                "intermediate_size": 3072, "patch_size": 14, "image_size": 518}

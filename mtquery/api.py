@@ -66,13 +66,16 @@ def search(dataset: DatasetArg | Session = None, bbox: BBoxArg = None, start: Ti
 def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
         lon: float | None = None, id: str | None = None, ids: Sequence[str] | None = None,
         vector: np.ndarray | str | Path | None = None,
-        not_ids: Sequence[str] | None = None, k: int = 10, bbox: BBoxArg = None,
+        not_ids: Sequence[str] | None = None, text: str | None = None,
+        image: str | Path | None = None, model: str | None = None,
+        weights: str | None = None, k: int = 10, bbox: BBoxArg = None,
         start: TimeArg = None, end: TimeArg = None, cell: str | None = None,
         include_self: bool = False, exact: bool = False, index: str | Path | None = None,
         geometry: bool = True) -> pa.Table:
     """The k fragments most similar (cosine) to the query: the fragment covering
     ``lat``/``lon``, the fragment ``id``, the mean direction of ``ids`` (minus half that of
-    ``not_ids``), or ``vector``;
+    ``not_ids``), ``vector``, a ``text`` or an ``image`` (embedded with the dataset's model,
+    or ``model`` / ``weights``);
     among those passing ``bbox`` / ``start`` / ``end`` / ``cell``."""
     from mtquery.filters import check_k
     from mtquery.neighbours import knn as run_knn
@@ -82,7 +85,8 @@ def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
     filters = Filters.of(bbox, start, end, cell)
     with _session(dataset) as s:
         query = resolve_query(s, lat=lat, lon=lon, id=id, ids=ids, vector=vector,
-                              not_ids=not_ids)
+                              not_ids=not_ids, text=text, image=image, model=model,
+                              weights=weights)
         table = run_knn(s, query, k, filters, include_self, exact=exact, index=index)
         return with_geometry(s, table) if geometry else table
 

@@ -1,5 +1,8 @@
-"""What a dataset argument means: a file, a directory, a glob, a list of them, a remote URL
-(``https://``, ``hf://datasets/...``, ``s3://``) or a catalog name (``demo``, ``siglip``...)."""
+"""What a dataset argument means: a file, a directory, a glob, a comma-separated list of them
+(URLs included), ``@list.txt`` (one path or URL a line), a remote URL (``https://``,
+``hf://datasets/...``, ``s3://``) or a catalog name (``demo``, ``siglip``...). With
+$MTQUERY_HF_ENDPOINT set (a Hugging Face mirror), catalog names and ``hf://`` globs become the
+mirror's URLs of the files, listed through its API."""
 
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ def demo_path() -> Path:
 
 def demo_entry() -> CatalogEntry:
     return CatalogEntry(name="demo", source=str(demo_path()),
-                        description=demo_description())
+                        description=demo_description(), model="spectral")
 
 
 def demo_description() -> str:
@@ -135,9 +138,12 @@ def resolve(spec: str | Path | Sequence[str | Path] | Dataset | None = None) -> 
         spec = os.environ.get(ENV_DATASET) or DEFAULT_DATASET
     if isinstance(spec, (str, Path)):
         text = str(spec).strip()
-        if "," in text and not is_remote(text) and not Path(text).exists():
+        if text.startswith("@") and not Path(text).exists():
+            return _resolve_list_file(text)
+        if "," in text and not Path(text).exists():
             parts = [p for p in (s.strip() for s in text.split(",")) if p]
-            return _resolve_many(text, parts)
+            if not is_remote(text) or all(is_remote(p) or Path(p).exists() for p in parts):
+                return _resolve_many(text, parts)
         return _resolve_one(text)
     parts = [str(p) for p in spec]
     if not parts:
@@ -145,6 +151,47 @@ def resolve(spec: str | Path | Sequence[str | Path] | Dataset | None = None) -> 
     if len(parts) == 1:
         return _resolve_one(parts[0])
     return _resolve_many(",".join(parts), parts)
+
+
+def _resolve_list_file(text: str) -> Dataset:
+    """``@list.txt``: one path or URL a line (blank lines and ``#`` comments skipped; relative
+    paths are relative to the list file)."""
+    path = Path(text[1:]).expanduser()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"cannot read the list file {path}: {exc.strerror or exc}",
+                        "dataset") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"the list file {path} is not text (one path or URL a line)",
+                        "dataset") from exc
+    parts = []
+    for line in lines:
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        if item.startswith("@"):
+            raise UsageError(f"{path} names another list ({item}); a list file holds paths "
+                             "and URLs only", "dataset")
+        if not is_remote(item) and not Path(item).expanduser().is_absolute():
+            item = str(path.parent / item)
+        parts.append(item)
+    if not parts:
+        raise UsageError(f"the list file {path} names no files (one path or URL a line)",
+                         "dataset")
+    ds = _resolve_many(text, parts) if len(parts) > 1 else _resolve_one(parts[0])
+    return Dataset(spec=text, sources=ds.sources, remote=ds.remote, entry=ds.entry,
+                   local_files=ds.local_files)
+
+
+def _hf_sources(source: str) -> tuple[str, ...]:
+    """An ``hf://`` glob as DuckDB reads it, or, with a mirror endpoint set
+    ($MTQUERY_HF_ENDPOINT), the mirror's URLs of the files it names."""
+    from mtquery.remote import hf_endpoint, hf_list
+
+    if source.lower().startswith("hf://") and hf_endpoint() is not None:
+        return tuple(hf_list(source))
+    return (source,)
 
 
 def _resolve_many(label: str, parts: list[str]) -> Dataset:
@@ -162,14 +209,15 @@ def _resolve_one(text: str) -> Dataset:
     if text in entries:
         entry = entries[text]
         if is_remote(entry.source):
-            return Dataset(spec=text, sources=(entry.source,), remote=True, entry=entry)
+            return Dataset(spec=text, sources=_hf_sources(entry.source), remote=True,
+                           entry=entry)
         path = Path(entry.source)
         if not path.is_file():
             raise DataError(f"the bundled {text!r} dataset is missing from the install ({path})")
         return Dataset(spec=text, sources=(str(path),), remote=False, entry=entry,
                        local_files=(path,))
     if is_remote(text):
-        return Dataset(spec=text, sources=(text,), remote=True)
+        return Dataset(spec=text, sources=_hf_sources(text), remote=True)
     if _looks_like_name(text) and not Path(text).exists():
         names = ", ".join(entries)
         raise UsageError(f"unknown dataset {text!r}: not a file, and not a catalog name "

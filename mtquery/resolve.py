@@ -206,20 +206,31 @@ def query_from_vector(vector: np.ndarray | str | Path, dim: int) -> QueryVector:
 def resolve_query(session: Session, *, lat: float | None = None, lon: float | None = None,
                   id: str | None = None, ids: Sequence[str] | None = None,
                   vector: np.ndarray | str | Path | None = None,
-                  not_ids: Sequence[str] | None = None) -> QueryVector:
+                  not_ids: Sequence[str] | None = None, text: str | None = None,
+                  image: str | Path | None = None, model: str | None = None,
+                  weights: str | None = None) -> QueryVector:
     """The query vector of exactly one of: a point (``lat`` + ``lon``), a unique_id (``id``,
     or a unique prefix of 8+ characters), several ids (``ids``: their mean direction, minus
-    half the mean direction of ``not_ids``), or a ``vector`` (array or ``.npy`` file)."""
+    half the mean direction of ``not_ids``), a ``vector`` (array or ``.npy`` file), a
+    ``text`` or an ``image`` file (embedded with the dataset's model, or ``model`` /
+    ``weights``; see ``mtquery.encode``)."""
     if not_ids and ids is None and id is not None:
         ids, id = [id], None
     if not_ids and ids is None:
         raise UsageError("not_ids refine examples: give them with id or ids", "not_ids")
     given = [name for name, v in (("lat/lon", lat is not None or lon is not None),
                                   ("id", id is not None), ("ids", ids is not None),
-                                  ("vector", vector is not None)) if v]
+                                  ("vector", vector is not None), ("text", text is not None),
+                                  ("image", image is not None)) if v]
     if len(given) != 1:
-        raise UsageError("give exactly one query: lat and lon, id, ids or vector"
+        raise UsageError("give exactly one query: lat and lon, id, ids, vector, text or image"
                          + (f" (got {', '.join(given)})" if given else ""), "query")
+    if text is not None or image is not None:
+        from mtquery import encode
+
+        if text is not None:
+            return encode.query_from_text(session, text, model, weights)
+        return encode.query_from_image(session, image, model, weights)
     if lat is not None or lon is not None:
         if lat is None or lon is None:
             raise UsageError("lat and lon go together, e.g. lat=37.65, lon=-75.6", "lat")

@@ -63,7 +63,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress outpu
 #: library argument names -> the flag a CLI user typed (for error messages)
 FLAGS = {"k": "--k", "lat": "--lat", "lon": "--lon", "bbox": "--bbox", "start": "--start",
          "end": "--end", "cell": "--cell", "limit": "--limit", "id": "--id", "ids": "--ids",
-         "vector": "--vector", "exact": "--exact", "query": "--lat/--lon, --id or --vector",
+         "vector": "--vector", "exact": "--exact",
+         "query": "--lat/--lon, --id, --vector, --text or --image", "not_ids": "--not-id",
+         "text": "--text", "image": "--image", "model": "--model", "weights": "--weights",
          "output": "--output", "dataset": "--dataset"}
 
 
@@ -112,11 +114,13 @@ def hide_pandas() -> None:
 
 
 def session_for(dataset: str | None, all_extensions: bool = False,
-                read_only: bool = False) -> Session:
-    """A session for a one-shot query command (pandas hidden, see ``_NoPandas``)."""
+                read_only: bool = False, models: bool = False) -> Session:
+    """A session for a one-shot query command (pandas hidden, see ``_NoPandas``, unless the
+    command runs a model: torch probes for pandas)."""
     from mtquery.session import EXTENSIONS
 
-    hide_pandas()
+    if not models:
+        hide_pandas()
     return open_session(dataset, extensions=EXTENSIONS if all_extensions else None,
                         read_only=read_only)
 

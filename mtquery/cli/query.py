@@ -15,7 +15,6 @@ from mtquery.cli.options import (
     CellOpt,
     DatasetOpt,
     EndOpt,
-    FormatOpt,
     OutputOpt,
     QuietOpt,
     ShowSqlOpt,
@@ -25,8 +24,17 @@ from mtquery.cli.options import (
     session_for,
     show_sql,
 )
-from mtquery.cli.output import write_rows
+from mtquery.cli.output import GEO_FORMATS, write_rows
 from mtquery.errors import UsageError
+
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="Output format: table | json | csv | parquet "
+                      "(GeoParquet when rows have a geometry) | geojson.")
+]
+MapOpt = Annotated[
+    Path | None, typer.Option("--map", help="Also draw the query and its neighbours to FILE "
+                              "(.png, .svg, .pdf or .html).", dir_okay=False)
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -178,7 +186,12 @@ def search(
     session = session_for(dataset)
     statement, params = search_sql(filters, limit, session.shape.has_bbox)
     show_sql(show, statement, params)
-    write_rows(run(session, statement, params), fmt, output)
+    table = run(session, statement, params)
+    if fmt in GEO_FORMATS:
+        from mtquery.api import with_geometry
+
+        table = with_geometry(session, table)
+    write_rows(table, fmt, output)
 
 
 def knn(
@@ -197,6 +210,18 @@ def knn(
                                                      "from it (half the weight of the "
                                                      "positives).")] = None,
     vector: Annotated[Path | None, typer.Option(help="Query by a vector in a .npy file.")] = None,
+    text: Annotated[str | None, typer.Option(help="Query by a text, embedded with the "
+                                             "dataset's model (models with a text tower: "
+                                             "siglip).")] = None,
+    image: Annotated[Path | None, typer.Option(help="Query by an image: a GeoTIFF with the "
+                                               "model's bands, or PNG/JPEG for RGB models; "
+                                               "a square fragment.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model for --text/--image (default: the "
+                                              "dataset's, from its manifest or catalog "
+                                              "entry).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Weights for --text/--image: a path, or "
+                                                "'random' (the untrained architecture).")
+                       ] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Number of neighbours.")] = 10,
     bbox: BBoxOpt = None,
     start: StartOpt = None,
@@ -212,6 +237,7 @@ def knn(
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
     show: ShowSqlOpt = False,
+    map_file: MapOpt = None,
 ) -> None:
     """Cosine nearest neighbours of a point's fragment, a unique_id, several ids or a vector:
     through the dataset's index when one was built ('mtquery index build'), else (or --exact)
@@ -223,22 +249,36 @@ def knn(
 
     check_output(fmt, output)
     check_k(k)
+    if map_file is not None:
+        from mtquery.maps import check_map_path
+
+        check_map_path(map_file, "map")
     examples = [*(id or []), *([i.strip() for i in ids.split(",") if i.strip()] if ids else [])]
     one_id = examples[0] if len(examples) == 1 and not not_id else None
     id_list = examples if (id is not None or ids is not None) and one_id is None else None
     if exact and index is not None:
         raise UsageError("--exact and --index exclude each other")
     filters = Filters.of(bbox, start, end, cell)
-    session = session_for(dataset)
+    session = session_for(dataset, models=text is not None or image is not None)
     if lat is not None and lon is not None:
         has_bbox = session.shape.has_bbox
         show_sql(show, point_query_sql(has_bbox), point_query_params(lat, lon, has_bbox))
     query = resolve_query(session, lat=lat, lon=lon, id=one_id, ids=id_list, vector=vector,
-                          not_ids=not_id)
+                          not_ids=not_id, text=text, image=image, model=model,
+                          weights=weights)
     show_sql(show, *scan_sql(filters, session.shape.has_bbox))
     result = run_knn(session, query, k, filters, include_self, exact=exact, index=index)
     title = None
     if query.unique_id:
         title = (f"{k} nearest to {query.unique_id[:12]}... (cell {query.grid_cell}, "
                  f"{query.timestamp})")
+    if fmt in GEO_FORMATS or map_file is not None:
+        from mtquery.api import with_geometry
+
+        located = with_geometry(session, result)
+        if map_file is not None:
+            from mtquery.maps import knn_map, save
+
+            save(knn_map(session, query, located), map_file)
+        result = located if fmt in GEO_FORMATS else result
     write_rows(result, fmt, output, title=title)
