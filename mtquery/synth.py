@@ -57,6 +57,10 @@ class SynthSpec:
     distribution: str = "lowrank"
     spread: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.latent > self.dim:  # the structured part cannot have a higher rank than dim
+            object.__setattr__(self, "latent", self.dim)
+
 
 def _cells(n_acq: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Signed (row, col) of distinct cells, several acquisitions each; returns per-acquisition
