@@ -18,7 +18,7 @@ $(CORE): pyproject.toml | $(BIN)/python
 
 # Tests need the model, eval and index extras (torch, open_clip, sklearn, faiss) and pytest.
 $(FULL): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[models,eval,index,dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[models,eval,index,dev,web]'
 	touch $@ $(CORE)
 
 install: $(CORE)

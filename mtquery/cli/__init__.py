@@ -33,9 +33,9 @@ app = typer.Typer(
 def _register() -> None:
     # One module per command group, each with register(app); heavy imports (torch, sklearn,
     # faiss) stay inside the commands.
-    from mtquery.cli import compare, eval, generate_cmd, index, optimize, query
+    from mtquery.cli import compare, eval, generate_cmd, index, map, optimize, query, serve
 
-    for module in (query, compare, generate_cmd, eval, optimize, index):
+    for module in (query, compare, generate_cmd, eval, optimize, index, map, serve):
         module.register(app)
 
 
@@ -48,6 +48,7 @@ OPTIONAL_MODULES = {
     "transformers": "models", "rasterio": "models",
     "sklearn": "eval", "matplotlib": "eval",
     "faiss": "index",
+    "starlette": "web", "uvicorn": "web",
 }
 
 

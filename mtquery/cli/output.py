@@ -1,4 +1,6 @@
-"""Render result tables as table | json | csv | parquet, to stdout or a file (atomically)."""
+"""Render result tables as table | json | csv | parquet | geojson, to stdout or a file
+(atomically). A WKB ``geometry`` column becomes GeoJSON features and GeoParquet metadata, so
+QGIS, geopandas and DuckDB open the output as a layer."""
 
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ import pyarrow.parquet as pq
 from mtquery.errors import UsageError
 from mtquery.fsio import atomic_path, atomic_write_text
 
-Format = Literal["table", "json", "csv", "parquet"]
-FORMATS = ("table", "json", "csv", "parquet")
+Format = Literal["table", "json", "csv", "parquet", "geojson"]
+FORMATS = ("table", "json", "csv", "parquet", "geojson")
+#: formats that carry each row's footprint (query commands add ``geometry`` for them)
+GEO_FORMATS = ("parquet", "geojson")
 
 
 def _jsonable(value: object) -> object:
@@ -118,7 +122,7 @@ def write_rows(table: pa.Table, fmt: str = "table", output: str | Path | None = 
         if output is None:
             raise UsageError("--format parquet needs --output FILE")
         with atomic_path(output) as tmp:
-            pq.write_table(table, tmp)
+            write_parquet(table, tmp)
         return
     if fmt == "table":
         if output is None:
@@ -129,6 +133,8 @@ def write_rows(table: pa.Table, fmt: str = "table", output: str | Path | None = 
         text = buf.getvalue()
     elif fmt == "json":
         text = to_json(table) + "\n"
+    elif fmt == "geojson":
+        text = to_geojson(table) + "\n"
     else:
         text = to_csv(table)
     if output is None:
@@ -146,3 +152,76 @@ def check_output_args(fmt: str, output: str | Path | None) -> None:
         raise UsageError("--format parquet needs --output FILE")
     if output is not None and Path(output).is_dir():
         raise UsageError(f"--output {output} is a directory; give a file name")
+
+
+def has_geometry(table: pa.Table) -> bool:
+    """Whether ``table`` has a WKB ``geometry`` column."""
+    if "geometry" not in table.column_names:
+        return False
+    t = table.schema.field("geometry").type
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _geometries(table: pa.Table) -> tuple[list[dict | None], list[str]]:
+    """GeoJSON geometries of the rows and the columns they came from: the WKB ``geometry``,
+    else the box of min/max lon/lat columns (``cell``), else the centre point."""
+    import shapely
+    from shapely.geometry import mapping
+
+    names = table.column_names
+    if has_geometry(table):
+        geoms = shapely.from_wkb(table.column("geometry").to_pylist())
+        return [None if g is None else mapping(g) for g in geoms], ["geometry"]
+    box_cols = ["min_lon", "min_lat", "max_lon", "max_lat"]
+    if all(c in names for c in box_cols):
+        rows = zip(*(table.column(c).to_pylist() for c in box_cols))
+        return [mapping(shapely.box(*b)) if None not in b else None for b in rows], box_cols
+    if "centre_lat" in names and "centre_lon" in names:
+        pts = zip(table.column("centre_lon").to_pylist(), table.column("centre_lat").to_pylist())
+        return [None if None in p else {"type": "Point", "coordinates": list(p)}
+                for p in pts], []
+    raise UsageError("--format geojson needs a geometry column (WKB), min/max lon/lat or "
+                     "centre_lat/centre_lon columns", "format")
+
+
+def geojson_dict(table: pa.Table) -> dict:
+    """A GeoJSON FeatureCollection (RFC 7946: WGS84 lon/lat): one feature per row, the other
+    columns as properties (the values of ``--format json``)."""
+    geoms, used = _geometries(table)
+    props = to_records(table.drop_columns([c for c in used if c == "geometry"]))
+    return {"type": "FeatureCollection",
+            "features": [{"type": "Feature", "properties": p, "geometry": g}
+                         for p, g in zip(props, geoms)]}
+
+
+def to_geojson(table: pa.Table) -> str:
+    return json.dumps(geojson_dict(table), allow_nan=False)
+
+
+def geoparquet(table: pa.Table) -> pa.Table:
+    """``table`` with GeoParquet 1.1 metadata (WKB, EPSG:4326, geometry types, bbox) when it
+    has a WKB ``geometry`` column; unchanged otherwise."""
+    if not has_geometry(table):
+        return table
+    import pyproj
+    import shapely
+
+    geoms = shapely.from_wkb(table.column("geometry").to_pylist())
+    valid = geoms[~shapely.is_missing(geoms)]
+    types = sorted({g.geom_type for g in valid})
+    column = {"encoding": "WKB", "geometry_types": types,
+              "crs": pyproj.CRS.from_epsg(4326).to_json_dict()}
+    if len(valid):
+        column["bbox"] = [float(v) for v in shapely.total_bounds(valid)]
+    geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column}}
+    i = table.schema.get_field_index("geometry")
+    table = table.set_column(i, pa.field("geometry", table.schema.field(i).type),
+                             table.column(i))  # drop geoarrow field metadata: "geo" rules
+    meta = dict(table.schema.metadata or {})
+    meta[b"geo"] = json.dumps(geo).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def write_parquet(table: pa.Table, where: str | Path | io.BytesIO) -> None:
+    """Parquet (GeoParquet when the table has a WKB geometry) to a path or buffer."""
+    pq.write_table(geoparquet(table), where)
