@@ -23,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache"
+#: run from a folder without a ./mtquery: `python -m` puts the working directory first on
+#: sys.path, which would run this checkout in place of the baseline
+NEUTRAL = tempfile.gettempdir()
 ARGS = ["knn", "--lat", "37.6803", "--lon", "-75.548", "--k", "5", "--format", "json"]
 
 
@@ -52,21 +55,28 @@ def env_for(path: Path | None, cache: Path) -> dict:
     return env
 
 
-def wall(env: dict, runs: int) -> list[float]:
+def wall(env: dict, runs: int) -> tuple[list[float], list[float]]:
+    """(wall seconds, CPU seconds) of each run; CPU time is what a busy machine's queueing
+    does not inflate."""
+    import resource
+
     cmd = [sys.executable, "-m", "mtquery", *ARGS]
-    subprocess.run(cmd, env=env, check=True, capture_output=True)  # warm caches, disk
-    times = []
+    subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=NEUTRAL)  # warm caches
+    times, cpu = [], []
     for _ in range(runs):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=NEUTRAL)
         times.append(time.perf_counter() - t0)
-    return times
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return times, cpu
 
 
 def import_breakdown(env: dict) -> dict[str, float]:
     """Cumulative import time (ms) of each top-level import, grouped by package."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "mtquery", *ARGS],
-                          env=env, check=True, capture_output=True, text=True)
+                          env=env, check=True, capture_output=True, text=True, cwd=NEUTRAL)
     out: dict[str, float] = defaultdict(float)
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
@@ -92,15 +102,17 @@ def main() -> None:
         envs = {f"before ({a.ref})": env_for(old, Path(c1)), "after (this checkout)":
                 env_for(None, Path(c2))}
         rows = {name: (wall(env, a.runs), import_breakdown(env)) for name, env in envs.items()}
-    base = statistics.median(next(iter(rows.values()))[0])
+    first = next(iter(rows.values()))[0]
+    base, base_cpu = statistics.median(first[0]), statistics.median(first[1])
     print(f"\ncold `mtquery {' '.join(ARGS)}` on the demo, median of {a.runs} runs, "
-          f"{os.cpu_count()} cores\n")
-    print(f"{'version':28s} {'median s':>9s} {'min s':>7s} {'vs before':>9s}  imports (ms)")
-    for name, (times, imports) in rows.items():
-        med = statistics.median(times)
-        top = sorted(imports.items(), key=lambda kv: -kv[1])[:6]
-        print(f"{name:28s} {med:9.3f} {min(times):7.3f} {med / base:8.2f}x  "
-              + ", ".join(f"{k} {v:.0f}" for k, v in top))
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
+    print(f"{'version':24s} {'wall s':>7s} {'min s':>6s} {'ratio':>6s} {'CPU s':>6s} "
+          f"{'ratio':>6s}  imports (ms)")
+    for name, ((times, cpu), imports) in rows.items():
+        med, mcpu = statistics.median(times), statistics.median(cpu)
+        top = sorted(imports.items(), key=lambda kv: -kv[1])[:5]
+        print(f"{name:24s} {med:7.3f} {min(times):6.3f} {med / base:5.2f}x {mcpu:6.3f} "
+              f"{mcpu / base_cpu:5.2f}x  " + ", ".join(f"{k} {v:.0f}" for k, v in top))
     print("\n(imports: cumulative time of each top-level import, by package; the rest is "
           "DuckDB start, extension load, the query and output)")
 
