@@ -34,6 +34,8 @@ function filters() {
   return p;
 }
 
+function dist(v) { return v === 0 ? '0' : (v < 0.001 ? v.toExponential(2) : v.toFixed(4)); }
+
 function short(id) { return id && id.length > 16 ? `${id.slice(0, 16)}…` : (id || ''); }
 
 function bounds(features) {
@@ -61,8 +63,8 @@ function colourByDistance(features) {
   const d = features.map((f) => f.properties.distance).filter((v) => typeof v === 'number');
   if (!d.length) return '#3b6fd0';
   const lo = Math.min(...d); const hi = Math.max(...d) > lo ? Math.max(...d) : lo + 1e-9;
-  $('legend-lo').textContent = lo.toFixed(4);
-  $('legend-hi').textContent = hi.toFixed(4);
+  $('legend-lo').textContent = dist(lo);
+  $('legend-hi').textContent = dist(hi);
   const stops = ['#fde725', '#5ec962', '#21918c', '#3b528b', '#440154'];
   const expr = ['interpolate', ['linear'], ['get', 'distance']];
   stops.forEach((c, i) => expr.push(lo + (hi - lo) * i / (stops.length - 1), c));
@@ -86,7 +88,7 @@ function listRows(features, kind) {
     const tr = document.createElement('tr');
     tr.dataset.id = p.unique_id;
     const cells = [p.rank ?? '', short(p.unique_id), p.grid_cell, (p.timestamp || '').slice(0, 19),
-      typeof p.distance === 'number' ? p.distance.toFixed(4) : ''];
+      typeof p.distance === 'number' ? dist(p.distance) : ''];
     cells.forEach((text, i) => {
       const td = document.createElement('td');
       td.textContent = text;
@@ -291,7 +293,7 @@ async function main() {
   const [x0, y0, x1, y1] = info.bbox || [-180, -70, 180, 80];
   const map = new maplibregl.Map({ container: 'map', style: style(info.tiles), bounds: [[x0, y0], [x1, y1]],
     fitBoundsOptions: { padding: 40, maxZoom: 11 }, attributionControl: { compact: true },
-    preserveDrawingBuffer: true, renderWorldCopies: true });
+    preserveDrawingBuffer: true, renderWorldCopies: true, boxZoom: false }); // shift-click: examples
   mtq.map = map;
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
   map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-left');
