@@ -4,15 +4,20 @@ The dimension is checked over every row, not just the first: a fixed-size list h
 type; for a variable-length list the Parquet footers' value counts must equal rows x dim in
 every row group (no data read), and only when they do not are the lengths counted, and more
 than one length is a DataError naming them.
+
+A remote dataset is described from its Parquet footers alone (``remote_info``): no column
+data is read, so the count of grid cells is left out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
 
-from mtquery.errors import DataError
+from mtquery.datasets import Dataset
+from mtquery.errors import DataError, MTQueryError
 from mtquery.search_sql import run
 from mtquery.session import Session
 
@@ -95,8 +100,72 @@ def manifest_of(session: Session) -> dict | None:
         return None
 
 
+def _stat_time(value: object) -> str | None:
+    from mtquery.filters import parse_time
+
+    try:
+        return parse_time(str(value))[0].isoformat() if value is not None else None
+    except (MTQueryError, ValueError, OverflowError):
+        return None
+
+
+def remote_info(dataset: Dataset, dim: int | None = None) -> dict:
+    """``dataset_info`` of a remote dataset from its Parquet footers alone: rows, files and
+    bytes; the dimension from the schema or the value counts (``dim`` when the footers cannot
+    tell); the extent from the GeoParquet bbox of every file, else the row-group statistics of
+    the fragment centres; the time range from the statistics of ``timestamp``."""
+    from mtquery.cost import footers_of
+    from mtquery.remote import check_footers
+
+    footers = footers_of(dataset)
+    if footers is None:
+        raise DataError(f"{dataset.spec}: cannot read these sources by range; mtquery info "
+                        "reads http(s):// and hf:// datasets from their footers", "dataset")
+    dim = check_footers(footers) or dim
+    if dim is None:
+        from mtquery.session import open_session
+
+        with contextlib.closing(open_session(dataset)) as s:
+            dim = s.dim
+    groups = [g for f in footers for g in f.row_groups]
+    boxes = [((f.geo or {}).get("columns", {}).get("geometry") or {}).get("bbox")
+             for f in footers]
+    if boxes and all(isinstance(b, list) and len(b) == 4 for b in boxes):
+        bbox, source = [min(b[0] for b in boxes), min(b[1] for b in boxes),
+                        max(b[2] for b in boxes), max(b[3] for b in boxes)], "geo metadata"
+    else:
+        def stat(col: str, i: int, pick):
+            vals = [g.stats[col][i] for g in groups if col in g.stats]
+            return float(pick(vals)) if vals and len(vals) == len(groups) else None
+        bbox = [stat("centre_lon", 0, min), stat("centre_lat", 0, min),
+                stat("centre_lon", 1, max), stat("centre_lat", 1, max)]
+        source = "fragment centres (row-group statistics)"
+    times = [g.stats["timestamp"] for g in groups if "timestamp" in g.stats]
+    full = bool(times) and len(times) == len(groups)
+    return {
+        "dataset": dataset.name,
+        "description": dataset.entry.description if dataset.entry else None,
+        "sources": [f.source for f in footers],
+        "files": len(footers),
+        "bytes": sum(f.size for f in footers),
+        "rows": sum(f.rows for f in footers),
+        "dim": dim,
+        "bbox": bbox,
+        "start": _stat_time(min(t[0] for t in times)) if full else None,
+        "end": _stat_time(max(t[1] for t in times)) if full else None,
+        "grid_cells": None,  # not in the footers: counting them reads every row
+        "bbox_covering": all("bbox" in f.schema.names for f in footers),
+        "row_groups": len(groups),
+        "extent_from": source,
+        "read": f"footers only ({sum(len(f.footer) for f in footers):,} bytes)",
+    }
+
+
 def dataset_info(session: Session) -> dict:
-    """Rows, dimension, bbox [min_lon, min_lat, max_lon, max_lat], start/end, files, bytes."""
+    """Rows, dimension, bbox [min_lon, min_lat, max_lon, max_lat], start/end, files, bytes.
+    Remote data: from the Parquet footers alone (``remote_info``)."""
+    if session.dataset.remote:
+        return remote_info(session.dataset, session.dim)
     files = run(session, FILES_SQL).to_pylist()[0]
     bbox = _bbox_from_metadata(session, int(files["files"] or 0))
     if bbox is None:

@@ -128,6 +128,10 @@ def _batch_scores(column: pa.Array, q: np.ndarray, dim: int) -> np.ndarray:
 def stream_knn(session: Session, query: QueryVector, k: int, filters: Filters,
                include_self: bool = False) -> pa.Table:
     """Exact top-k by streaming the Parquet files (remote data, or no store)."""
+    if session.dataset.remote:  # cost first: refused above the budget before any read
+        from mtquery.cost import guard
+
+        guard(session.dataset, filters, "knn")
     q = unit_query(query.vector, session.dim)
     exclude = () if include_self else query.exclude_ids
     sql, params = scan_sql(filters, session.shape.has_bbox)

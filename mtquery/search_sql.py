@@ -56,5 +56,9 @@ def search(session: Session, filters: Filters, limit: int | None = 100,
            columns: tuple[str, ...] = RESULT_COLUMNS) -> pa.Table:
     """Fragments matching the filters, ordered by acquisition time, cell and id."""
     check_limit(limit)
+    if session.dataset.remote:  # cost first: refused above the budget before any read
+        from mtquery.cost import guard
+
+        guard(session.dataset, filters, "search")
     sql, params = search_sql(filters, limit, session.shape.has_bbox, columns)
     return run(session, sql, params)

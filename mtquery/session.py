@@ -150,8 +150,10 @@ def _embedding_expr(
     flat = "flatten(embedding)" if len(dims) == 2 else "embedding"
     if dims[-1]:
         dim = int(dims[-1])
-    else:
-        dim = _probe_dim(con, flat, dataset)
+    else:  # remote: from the footers' value counts, so opening reads no vector
+        from mtquery.cost import footer_dim
+
+        dim = (footer_dim(dataset) if dataset.remote else None) or _probe_dim(con, flat, dataset)
     if dim <= 0:
         raise DataError("embedding vectors are empty")
     return f"CAST({flat} AS FLOAT[{dim}])", dim

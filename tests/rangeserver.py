@@ -1,22 +1,41 @@
 """A real HTTP/1.1 file server on 127.0.0.1 that honours Range requests (as object stores and
-the Hugging Face CDN do), for testing remote reads. Counts the bytes it sends."""
+the Hugging Face CDN do), for testing remote reads. Counts the bytes it sends.
+
+It also answers the two Hugging Face endpoint calls mtquery makes, so a folder served by it is
+a mirror of ``hf://datasets/OWNER/NAME/...`` (``$MTQUERY_HF_ENDPOINT``):
+``/api/datasets/OWNER/NAME/tree/REV/DIR`` lists ``ROOT/OWNER/NAME/DIR`` as JSON, and
+``/datasets/OWNER/NAME/resolve/REV/PATH`` redirects (302, as the Hub does) to ``/OWNER/NAME/PATH``.
+
+Faults for tests: ``no_range`` (answers every request with the whole file, status 200) and
+``cut_after`` (promises the full length, sends that many bytes, closes).
+
+    python tests/rangeserver.py ROOT [--port 8765]      # serve a folder until interrupted
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_TREE = re.compile(r"^/api/datasets/([^/]+)/([^/]+)/tree/([^/]+)/?(.*)$")
+_RESOLVE = re.compile(r"^/datasets/([^/]+)/([^/]+)/resolve/([^/]+)/(.+)$")
 
 
 class RangeServer:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, port: int = 0) -> None:
         self.root = Path(root)
         self.bytes_sent = 0
         self.range_requests = 0
+        self.requests: list[tuple[str, str]] = []  # (path, Range header)
+        self.no_range = False
+        self.cut_after: int | None = None
+        self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -25,8 +44,8 @@ class RangeServer:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def _path(self) -> Path | None:
-                p = (server.root / self.path.lstrip("/").split("?")[0]).resolve()
+            def _file(self, rel: str) -> Path | None:
+                p = (server.root / rel.lstrip("/")).resolve()
                 return p if p.is_file() and server.root.resolve() in p.parents else None
 
             def do_HEAD(self) -> None:
@@ -35,49 +54,110 @@ class RangeServer:
             def do_GET(self) -> None:
                 self._serve(body=True)
 
-            def _serve(self, body: bool) -> None:
-                path = self._path()
-                if path is None:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+            def _empty(self, status: int, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _tree(self, m: re.Match) -> None:
+                owner, name, _rev, sub = m.groups()
+                base = (server.root / owner / name).resolve()
+                folder = (base / unquote(sub)).resolve()
+                if not folder.is_dir() or (base not in folder.parents and folder != base):
+                    self._empty(404)
                     return
-                size = path.stat().st_size
+                recursive = "recursive=true" in (urlsplit(self.path).query or "")
+                found = sorted(folder.rglob("*") if recursive else folder.iterdir())
+                body = json.dumps([{"type": "file" if p.is_file() else "directory",
+                                    "path": p.relative_to(base).as_posix(),
+                                    "size": p.stat().st_size if p.is_file() else 0}
+                                   for p in found]).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _serve(self, body: bool) -> None:
+                path = urlsplit(self.path).path
+                with server._lock:
+                    server.requests.append((path, self.headers.get("Range", "") or ""))
+                m = _TREE.match(path)
+                if m:
+                    self._tree(m)
+                    return
+                m = _RESOLVE.match(path)
+                if m:
+                    owner, name, _rev, rel = m.groups()
+                    self._empty(302, {"Location": f"/{owner}/{name}/{rel}"})
+                    return
+                file = self._file(unquote(path))
+                if file is None:
+                    self._empty(404)
+                    return
+                size = file.stat().st_size
                 start, end = 0, size - 1
                 status = 200
                 m = _RANGE.fullmatch(self.headers.get("Range", "") or "")
-                if m and (m.group(1) or m.group(2)):
+                if m and (m.group(1) or m.group(2)) and not server.no_range:
                     if m.group(1):
                         start = int(m.group(1))
                         end = int(m.group(2)) if m.group(2) else size - 1
                     else:
                         start = max(0, size - int(m.group(2)))
                     end = min(end, size - 1)
+                    if start > end:
+                        self._empty(416, {"Content-Range": f"bytes */{size}"})
+                        return
                     status = 206
-                    server.range_requests += 1
+                    with server._lock:
+                        server.range_requests += 1
                 length = end - start + 1
                 self.send_response(status)
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Accept-Ranges", "none" if server.no_range else "bytes")
                 self.send_header("Content-Length", str(length))
                 self.send_header("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT")
-                self.send_header("ETag", f'"{size}-{int(path.stat().st_mtime)}"')
+                self.send_header("ETag", f'"{size}-{int(file.stat().st_mtime)}"')
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
                 self.end_headers()
-                if body:
-                    with path.open("rb") as fh:
-                        fh.seek(start)
-                        data = fh.read(length)
+                if not body:
+                    return
+                with file.open("rb") as fh:
+                    fh.seek(start)
+                    data = fh.read(length)
+                if server.cut_after is not None:
+                    data = data[: server.cut_after]
+                try:
                     self.wfile.write(data)
-                    server.bytes_sent += len(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                finally:
+                    with server._lock:
+                        server.bytes_sent += len(data)
+                if server.cut_after is not None:
+                    self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        return f"{self.endpoint}/{name}"
+
+    def reset(self) -> None:
+        with self._lock:
+            self.bytes_sent = 0
+            self.range_requests = 0
+            self.requests.clear()
 
     def __enter__(self) -> RangeServer:
         self.thread.start()
@@ -90,3 +170,20 @@ class RangeServer:
 
 def serve(root: str | os.PathLike) -> RangeServer:
     return RangeServer(root)
+
+
+if __name__ == "__main__":
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser(description="Serve a folder over HTTP with Range support.")
+    ap.add_argument("root")
+    ap.add_argument("--port", type=int, default=8765)
+    a = ap.parse_args()
+    with RangeServer(a.root, a.port) as srv:
+        print(f"serving {a.root} at {srv.endpoint} (Ctrl-C stops)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

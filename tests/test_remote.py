@@ -10,11 +10,11 @@ import synth
 from rangeserver import RangeServer
 
 import mtquery
+from mtquery.cost import ReadRefused, read_budget
 from mtquery.datasets import demo_path
 from mtquery.exact import exact_knn
+from mtquery.filters import Filters, parse_bbox
 from mtquery.resolve import QueryVector
-from mtquery.filters import parse_bbox
-from mtquery.filters import Filters
 from mtquery.search_sql import search
 
 
@@ -35,7 +35,10 @@ def test_remote_views_and_search(server):
     n = remote.con.execute("SELECT count(*) FROM embeddings").fetchone()[0]
     assert n == local.con.execute("SELECT count(*) FROM embeddings").fetchone()[0]
     f = Filters(bbox=parse_bbox("-180,-90,180,90"))
-    assert search(remote, f, limit=None).num_rows == n
+    with pytest.raises(ReadRefused):  # the whole dataset: cost first
+        search(remote, f, limit=None)
+    with read_budget(allow_full_scan=True):
+        assert search(remote, f, limit=None).num_rows == n
     assert server.range_requests > 0
 
 
@@ -43,7 +46,8 @@ def test_remote_knn_equals_local(server, tmp_path):
     url = server.url("big.parquet")
     remote = mtquery.open_session(url)
     q = QueryVector(vector=np.random.default_rng(1).normal(size=16).astype(np.float32))
-    got = exact_knn(remote, q, 10)
+    with read_budget(allow_full_scan=True):
+        got = exact_knn(remote, q, 10)
     local_path = tmp_path / "big.parquet"
     synth.write(synth.make_table(20_000, dim=16, seed=5), local_path, row_group_size=2_000)
     want = exact_knn(mtquery.open_session(str(local_path)), q, 10)

@@ -33,9 +33,9 @@ app = typer.Typer(
 def _register() -> None:
     # One module per command group, each with register(app); heavy imports (torch, sklearn,
     # faiss) stay inside the commands.
-    from mtquery.cli import compare, eval, generate_cmd, index, map, optimize, query, serve
+    from mtquery.cli import compare, eval, extract, generate_cmd, index, map, optimize, query, serve
 
-    for module in (query, compare, generate_cmd, eval, optimize, index, map, serve):
+    for module in (query, compare, generate_cmd, eval, optimize, extract, index, map, serve):
         module.register(app)
 
 

@@ -14,8 +14,10 @@ import typer
 from mtquery.errors import UsageError
 from mtquery.session import Session, open_session
 
-DATASET_HELP = ("File, directory, glob, comma-separated list, URL (https://, hf://) or catalog "
-                "name (demo, siglip, dinov2, ssl4eo-s2l1c, ssl4eo-s1rtc). Default: demo.")
+DATASET_HELP = ("File, directory, glob, comma-separated list (URLs too), @list.txt (one path or "
+                "URL a line), URL (https://, hf://) or catalog name (demo, siglip, dinov2, "
+                "ssl4eo-s2l1c, ssl4eo-s1rtc; $MTQUERY_HF_ENDPOINT reads them from a mirror). "
+                "Default: demo.")
 DatasetOpt = Annotated[
     str | None,
     typer.Option("--dataset", "-d", help=DATASET_HELP + " ($MTQUERY_DATASET sets the default.)"),
@@ -59,6 +61,19 @@ CellOpt = Annotated[
     str | None, typer.Option("--cell", help="Only this grid cell, e.g. 451U_946L.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the files, row groups and bytes the command "
+                       "would read (from the Parquet footers), and read nothing more.")
+]
+MaxReadOpt = Annotated[
+    str | None, typer.Option("--max-read", help="Remote data: refuse to read more than this, "
+                             "a size (500MB, 2GB) or a share of the dataset (25%). Default: "
+                             "2GB or 25%, whichever is less ($MTQUERY_MAX_READ).")
+]
+AllowFullScanOpt = Annotated[
+    bool, typer.Option("--allow-full-scan", help="Remote data: read whatever the question "
+                       "needs, however much.")
+]
 
 #: library argument names -> the flag a CLI user typed (for error messages)
 FLAGS = {"k": "--k", "lat": "--lat", "lon": "--lon", "bbox": "--bbox", "start": "--start",
@@ -66,7 +81,8 @@ FLAGS = {"k": "--k", "lat": "--lat", "lon": "--lon", "bbox": "--bbox", "start": 
          "vector": "--vector", "exact": "--exact",
          "query": "--lat/--lon, --id, --vector, --text or --image", "not_ids": "--not-id",
          "text": "--text", "image": "--image", "model": "--model", "weights": "--weights",
-         "output": "--output", "dataset": "--dataset"}
+         "output": "--output", "dataset": "--dataset", "max_read": "--max-read",
+         "allow_full_scan": "--allow-full-scan"}
 
 
 def pick(new: object, old: object, new_flag: str, old_flag: str) -> object:
@@ -123,6 +139,51 @@ def session_for(dataset: str | None, all_extensions: bool = False,
         hide_pandas()
     return open_session(dataset, extensions=EXTENSIONS if all_extensions else None,
                         read_only=read_only)
+
+
+def cost_first(dataset: str | None, filters: object, kind: str, *, dry_run: bool = False,
+               max_read: str | None = None, allow_full_scan: bool = False,
+               point: tuple[float, float] | None = None, lookup_id: bool = False,
+               fmt: str = "table") -> object:
+    """Cost first: the resolved dataset, after the footers of remote data showed the read is
+    within --max-read (else one line with the estimate and the ways out); None after
+    --dry-run printed the plan (the command then stops). The budget stays set for the
+    library's own checks."""
+    from mtquery.cost import ReadRefused, check, footers_of, plan, use_budget
+    from mtquery.datasets import resolve
+    from mtquery.errors import DataError
+
+    budget = use_budget(max_read, allow_full_scan)
+    ds = resolve(dataset)
+    if not (dry_run or ds.remote):
+        return ds
+    footers = footers_of(ds)
+    if footers is None:
+        if dry_run:
+            raise UsageError("--dry-run reads footers by range: local files, http(s):// or "
+                             "hf:// datasets")
+        return ds
+    read = plan(footers, filters, kind, point=point, lookup_id=lookup_id)
+    if dry_run:
+        write_plan(read, fmt)
+        return None
+    try:
+        check(read, budget)
+    except ReadRefused as exc:
+        raise DataError(exc.explain(cli=True)) from exc
+    return ds
+
+
+def write_plan(read: object, fmt: str) -> None:
+    import json
+
+    from mtquery.cli.output import write_rows
+
+    if fmt == "json":
+        sys.stdout.write(json.dumps(read.as_dict(), indent=2) + "\n")
+        return
+    sys.stdout.write(read.summary() + "\n")
+    write_rows(read.table(), "table", None)
 
 
 def check_output(fmt: str, output: Path | None) -> None:

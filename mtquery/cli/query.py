@@ -11,15 +11,19 @@ import pyarrow as pa
 import typer
 
 from mtquery.cli.options import (
+    AllowFullScanOpt,
     BBoxOpt,
     CellOpt,
     DatasetOpt,
+    DryRunOpt,
     EndOpt,
+    MaxReadOpt,
     OutputOpt,
     QuietOpt,
     ShowSqlOpt,
     StartOpt,
     check_output,
+    cost_first,
     pick,
     session_for,
     show_sql,
@@ -174,6 +178,9 @@ def search(
     fmt: FormatOpt = "table",
     output: OutputOpt = None,
     show: ShowSqlOpt = False,
+    dry_run: DryRunOpt = False,
+    max_read: MaxReadOpt = None,
+    allow_full_scan: AllowFullScanOpt = False,
 ) -> None:
     """Fragments whose geometry intersects --bbox and whose acquisition date is in
     [--start, --end] (inclusive, UTC)."""
@@ -183,7 +190,11 @@ def search(
     check_output(fmt, output)
     filters = Filters.of(bbox, start, end, cell)
     check_limit(limit)
-    session = session_for(dataset)
+    ds = cost_first(dataset, filters, "search", dry_run=dry_run, max_read=max_read,
+                    allow_full_scan=allow_full_scan, fmt=fmt)
+    if ds is None:  # --dry-run: the plan was printed
+        return
+    session = session_for(ds)
     statement, params = search_sql(filters, limit, session.shape.has_bbox)
     show_sql(show, statement, params)
     table = run(session, statement, params)
@@ -238,6 +249,9 @@ def knn(
     output: OutputOpt = None,
     show: ShowSqlOpt = False,
     map_file: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    max_read: MaxReadOpt = None,
+    allow_full_scan: AllowFullScanOpt = False,
 ) -> None:
     """Cosine nearest neighbours of a point's fragment, a unique_id, several ids or a vector:
     through the dataset's index when one was built ('mtquery index build'), else (or --exact)
@@ -259,7 +273,17 @@ def knn(
     if exact and index is not None:
         raise UsageError("--exact and --index exclude each other")
     filters = Filters.of(bbox, start, end, cell)
-    session = session_for(dataset, models=text is not None or image is not None)
+    point = None
+    if lat is not None and lon is not None:
+        from mtquery.filters import check_lat, check_lon
+
+        point = (check_lat(lat), check_lon(lon))
+    ds = cost_first(dataset, filters, "knn", dry_run=dry_run, max_read=max_read,
+                    allow_full_scan=allow_full_scan, point=point,
+                    lookup_id=bool(examples or not_id), fmt=fmt)
+    if ds is None:  # --dry-run: the plan was printed
+        return
+    session = session_for(ds, models=text is not None or image is not None)
     if lat is not None and lon is not None:
         has_bbox = session.shape.has_bbox
         show_sql(show, point_query_sql(has_bbox), point_query_params(lat, lon, has_bbox))
