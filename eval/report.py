@@ -183,22 +183,13 @@ def _plot_pca(doc: dict, path: Path) -> bool:
     pm = doc.get("pca_map")
     if not pm or not pm.get("lat"):
         return False
-    import matplotlib
+    from mtquery.maps import points_map, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.scatter(pm["lon"], pm["lat"], c=pm["rgb"], s=6, marker="s", linewidths=0)
-    ax.set_xlabel("longitude")
-    ax.set_ylabel("latitude")
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_title(f"{_name(doc)}: first 3 PCA components as RGB "
-                 f"({len(pm['lat'])} of {pm['n_total']} fragments)", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    # the static-map code of `mtquery map`: one panel per separate region, not a world axis
+    fig = points_map(pm["lat"], pm["lon"], pm["rgb"],
+                     f"{_name(doc)}: first 3 PCA components as RGB "
+                     f"({len(pm['lat'])} of {pm['n_total']} fragments)")
+    save(fig, path, dpi=110)
     return True
 
 

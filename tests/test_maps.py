@@ -185,3 +185,24 @@ def test_parquet_keeps_geometry_as_geoparquet(tmp_path, capsys):
     assert kind == "POLYGON"
     table = mtquery.knn("demo", lat=37.6803, lon=-75.548, k=5)
     assert gdf["unique_id"].tolist() == table.column("unique_id").to_pylist()
+
+
+def test_eval_report_pca_map_uses_region_panels(tmp_path, monkeypatch):
+    from mtquery.eval import report
+
+    import mtquery.maps as maps
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        fig = points_map(*args, **kwargs)
+        seen.append(len([ax for ax in fig.axes if ax.get_visible()]))
+        return fig
+
+    monkeypatch.setattr(maps, "points_map", spy)
+    lat = [24.5, 24.52, 24.54, 37.68, 37.70]
+    lon = [-11.0, -11.02, -11.04, -75.6, -75.58]
+    doc = {"pca_map": {"lat": lat, "lon": lon, "rgb": [[0.2, 0.4, 0.6]] * 5, "n_total": 5},
+           "dataset": {"spec": "demo"}, "models": []}
+    assert report._plot_pca(doc, tmp_path / "pca.png")
+    assert seen == [2] and (tmp_path / "pca.png").read_bytes()[:4] == b"\x89PNG"

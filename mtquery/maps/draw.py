@@ -45,9 +45,10 @@ def footprint_rings(geoms: Sequence) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def square_rings(lat: np.ndarray, lon: np.ndarray) -> list[np.ndarray]:
-    """Squares around points, their side the median distance to the nearest point (for
-    maps of sampled centres without footprints)."""
-    side_km = spacing_km(lat, lon)
+    """Squares around points, their side the distance to the nearest point (75th
+    percentile: fragments overlap, so most neighbours are closer than a fragment is wide),
+    for maps of sampled centres without footprints."""
+    side_km = spacing_km(lat, lon, q=75)
     half_lat = side_km / KM_PER_DEG / 2
     rings = []
     for la, lo in zip(lat, lon):
@@ -63,8 +64,9 @@ def _xy_km(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
                             lat * KM_PER_DEG])
 
 
-def spacing_km(lat: np.ndarray, lon: np.ndarray, sample: int = 2000) -> float:
-    """Median distance from a point to its nearest neighbour (seeded sample of points)."""
+def spacing_km(lat: np.ndarray, lon: np.ndarray, sample: int = 2000, q: float = 50) -> float:
+    """The ``q``-th percentile distance from a point to its nearest neighbour (seeded sample
+    of points)."""
     xy = _xy_km(lat, lon)
     if len(xy) < 2:
         return 10.0
@@ -76,7 +78,7 @@ def spacing_km(lat: np.ndarray, lon: np.ndarray, sample: int = 2000) -> float:
         d[d == 0] = np.inf
         best = np.minimum(best, d.min(axis=1))
     finite = best[np.isfinite(best)]
-    return float(np.median(finite)) if len(finite) else 10.0
+    return float(np.percentile(finite, q)) if len(finite) else 10.0
 
 
 def regions(lat: Sequence[float], lon: Sequence[float], gap_km: float | None = None
