@@ -171,7 +171,32 @@ def test_fragment_info_coverage(server):
 
 def test_text_query_refused_without_a_text_tower(server):
     status, _, body = get(server, "/api/knn", {"text": "sand dunes"})
-    assert status == 400 and "cannot embed text" in json.loads(body)["error"]
+    assert status == 400 and "has no text tower" in json.loads(body)["error"]
+
+
+def test_text_query_equals_cli(tmp_path_factory, capsys):
+    pytest.importorskip("open_clip")  # the models extra (installed by make test)
+    from pathlib import Path
+
+    from mtquery.generate.pipeline import generate
+    from mtquery.web.server import start
+
+    scene = Path(__file__).parent / "data" / "virginia_120m"
+    out = str(tmp_path_factory.mktemp("siglip_tiny_web"))
+    generate("siglip-tiny", sorted(str(p) for p in scene.glob("B*.tif")), out,
+             product_id="p1", timestamp="20200101T000000")
+    running = start(out)
+    try:
+        info = json.loads(get(running, "/api/info")[2])
+        assert info["text_query"] is True
+        status, _, body = get(running, "/api/knn", {"text": "a harbour with ships", "k": 4})
+        assert status == 200, body
+        assert json.loads(body) == cli_json(["knn", "-d", out, "--text",
+                                             "a harbour with ships", "--k", "4"], capsys)
+        status, _, body = get(running, "/api/knn", {"text": " ", "k": 4})
+        assert status == 400
+    finally:
+        running.stop()
 
 
 def test_page_static_files_and_headers(server):

@@ -8,7 +8,6 @@ no endpoint takes SQL."""
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import logging
@@ -42,11 +41,16 @@ MEDIA = {"json": "application/json", "geojson": "application/geo+json",
          "csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
-def _text_query_supported() -> bool:
-    """Whether the library answers text queries (a ``text`` argument of ``mtquery.knn``)."""
-    from mtquery import api
+def text_model(session: Session) -> str | None:
+    """The dataset's model when it has a text tower (and the ``models`` extra is here)."""
+    try:
+        from mtquery.encode import dataset_model
+        from mtquery.generate.models import text_models
 
-    return "text" in inspect.signature(api.knn).parameters
+        name = dataset_model(session)
+        return name if name in text_models() else None
+    except (ImportError, MTQueryError):
+        return None
 
 
 class Params:
@@ -135,7 +139,7 @@ class Service:
 
             data = self.call(info, self.session)
             data.pop("sources", None)  # local paths stay on this machine
-            data["text_query"] = _text_query_supported() and bool(data.get("model"))
+            data["text_query"] = self.call(text_model, self.session) is not None
             data["tiles"] = self.tiles
             self._info = data
         return self._info
@@ -149,8 +153,8 @@ class Service:
         text = params.text("text")
         if text is not None:
             if not self.info()["text_query"]:
-                raise UsageError("this dataset's model cannot embed text (no text tower, or "
-                                 "this mtquery has no text queries)", "text")
+                raise UsageError("this dataset's model has no text tower (or the models "
+                                 "extra is not installed): no text queries", "text")
             query["text"] = text
         return self.call(knn, self.session, **{k: v for k, v in query.items() if v is not None},
                          k=params.integer("k", 10), include_self=params.flag("include_self"),
