@@ -291,8 +291,9 @@ def footer_dim(dataset: Dataset) -> int | None:
 
 
 def use_budget(max_read: str | int | None = None, allow_full_scan: bool = False) -> Budget:
-    """Set the budget for the rest of this context (a one-shot command's whole run)."""
-    base = parse_max_read(max_read) if max_read is not None else current_budget()
+    """Set the budget for the rest of this context (a one-shot command's whole run), from
+    ``max_read`` or $MTQUERY_MAX_READ, never from an earlier command's."""
+    base = parse_max_read(max_read if max_read is not None else os.environ.get(ENV_MAX_READ))
     budget = Budget(base.max_bytes, base.max_share, allow_full_scan or base.allow_full_scan)
     _BUDGET.set(budget)
     return budget

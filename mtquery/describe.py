@@ -109,18 +109,18 @@ def _stat_time(value: object) -> str | None:
         return None
 
 
-def remote_info(dataset: Dataset, dim: int | None = None) -> dict:
+def remote_info(dataset: Dataset, dim: int | None = None) -> dict | None:
     """``dataset_info`` of a remote dataset from its Parquet footers alone: rows, files and
     bytes; the dimension from the schema or the value counts (``dim`` when the footers cannot
     tell); the extent from the GeoParquet bbox of every file, else the row-group statistics of
-    the fragment centres; the time range from the statistics of ``timestamp``."""
+    the fragment centres; the time range from the statistics of ``timestamp``. None for
+    sources that cannot be read by range (s3://...)."""
     from mtquery.cost import footers_of
     from mtquery.remote import check_footers
 
     footers = footers_of(dataset)
     if footers is None:
-        raise DataError(f"{dataset.spec}: cannot read these sources by range; mtquery info "
-                        "reads http(s):// and hf:// datasets from their footers", "dataset")
+        return None
     dim = check_footers(footers) or dim
     if dim is None:
         from mtquery.session import open_session
@@ -164,8 +164,9 @@ def remote_info(dataset: Dataset, dim: int | None = None) -> dict:
 def dataset_info(session: Session) -> dict:
     """Rows, dimension, bbox [min_lon, min_lat, max_lon, max_lat], start/end, files, bytes.
     Remote data: from the Parquet footers alone (``remote_info``)."""
-    if session.dataset.remote:
-        return remote_info(session.dataset, session.dim)
+    info = remote_info(session.dataset, session.dim) if session.dataset.remote else None
+    if info is not None:
+        return info
     files = run(session, FILES_SQL).to_pylist()[0]
     bbox = _bbox_from_metadata(session, int(files["files"] or 0))
     if bbox is None:

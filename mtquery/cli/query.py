@@ -80,13 +80,15 @@ def info(
     dataset: DatasetOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
 ) -> None:
-    """Rows, dimension, bbox, time range, files and bytes of a dataset."""
-    from mtquery.describe import dataset_info
+    """Rows, dimension, bbox, time range, files and bytes of a dataset (of a remote one, from
+    its Parquet footers alone)."""
+    from mtquery.datasets import resolve
+    from mtquery.describe import dataset_info, remote_info
 
     if fmt not in ("table", "json"):
         raise UsageError(f"info --format must be table or json (got {fmt!r})")
-    session = session_for(pick(dataset_arg, dataset, "DATASET", "--dataset"))
-    data = dataset_info(session)
+    ds = resolve(pick(dataset_arg, dataset, "DATASET", "--dataset"))
+    data = (remote_info(ds) if ds.remote else None) or dataset_info(session_for(ds))
     if fmt == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return

@@ -39,7 +39,7 @@ def geo_1_0_beta(bbox: list[float] | None) -> dict:
 
 def release_table(rows: int, dim: int, seed: int = 0) -> pa.Table:
     """Every row of the dataset, south to north (grid row, column, time, fragment)."""
-    spec = SynthSpec(rows=rows, dim=dim, seed=seed, latent=min(96, dim // 2))
+    spec = SynthSpec(rows=rows, dim=dim, seed=seed, latent=min(96, dim, max(8, dim // 2)))
     meta = metadata(spec)
     order = pc.sort_indices(meta, sort_keys=[("grid_row_u", "ascending"),
                                              ("grid_col_r", "ascending"),
