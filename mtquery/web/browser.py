@@ -244,3 +244,25 @@ class Chromium:
                 out.append(" ".join(str(a.get("value", a.get("description", "")))
                                     for a in e["params"].get("args", [])))
         return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mtquery.web.browser URL OUT.png [WIDTH HEIGHT]``: a screenshot of the map
+    page once its query is done (how the README's picture is made)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (2, 4):
+        raise SystemExit("usage: python -m mtquery.web.browser URL OUT.png [WIDTH HEIGHT]")
+    width, height = (int(args[2]), int(args[3])) if len(args) == 4 else (1280, 800)
+    with Chromium(width, height) as b:
+        b.navigate(args[0])
+        b.wait_for("document.body && ['done', 'ready'].includes(document.body.dataset.status)"
+                   " && !(new URLSearchParams(location.search).toString() && "
+                   "document.body.dataset.status === 'ready')")
+        time.sleep(0.5)  # let the last map frame settle
+        b.screenshot(args[1])
+
+
+if __name__ == "__main__":
+    main()

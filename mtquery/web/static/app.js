@@ -87,12 +87,13 @@ function listRows(features, kind) {
     const p = f.properties;
     const tr = document.createElement('tr');
     tr.dataset.id = p.unique_id;
-    const cells = [p.rank ?? '', short(p.unique_id), p.grid_cell, (p.timestamp || '').slice(0, 19),
+    const cells = [p.rank ?? '', short(p.unique_id), p.grid_cell, (p.timestamp || '').slice(0, 10),
       typeof p.distance === 'number' ? dist(p.distance) : ''];
     cells.forEach((text, i) => {
       const td = document.createElement('td');
       td.textContent = text;
       if (i === 1) { td.className = 'id'; td.title = p.unique_id; }
+      if (i === 3) td.title = p.timestamp || '';
       tr.appendChild(td);
     });
     const zoom = document.createElement('a');
@@ -244,7 +245,7 @@ function addLayers(map) {
   for (const name of ['coverage', 'coverage-points', 'results', 'results-points', 'query']) {
     map.addSource(name, { type: 'geojson', data: EMPTY });
   }
-  map.addLayer({ id: 'coverage-fill', type: 'fill', source: 'coverage', paint: { 'fill-color': '#e8a33d', 'fill-opacity': 0.25 } });
+  map.addLayer({ id: 'coverage-fill', type: 'fill', source: 'coverage', paint: { 'fill-color': '#e8a33d', 'fill-opacity': 0.12 } });
   map.addLayer({ id: 'coverage-dots', type: 'circle', source: 'coverage-points', maxzoom: 8,
     paint: { 'circle-color': '#e8a33d', 'circle-radius': 2.5, 'circle-opacity': 0.6 } });
   map.addLayer({ id: 'results-fill', type: 'fill', source: 'results', paint: { 'fill-color': '#3b6fd0', 'fill-opacity': 0.85 } });
