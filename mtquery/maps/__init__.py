@@ -12,6 +12,7 @@ import html
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +22,11 @@ from mtquery.filters import Filters
 from mtquery.maps.data import MAP_LIMIT, Colours, map_table, pca_rgb, value_colours, vectors
 from mtquery.maps.draw import Layer, footprint_rings, render, square_rings
 from mtquery.session import DatasetArg, Session
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from mtquery.resolve import QueryVector
 
 __all__ = ["MAP_LIMIT", "check_map_path", "dataset_map", "knn_map", "points_map", "render",
            "save", "table_map"]
@@ -40,7 +46,7 @@ def check_map_path(path: str | Path, argument: str = "output") -> Path:
     return p
 
 
-def save(fig, path: str | Path, dpi: int = 130) -> Path:
+def save(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix) atomically and close it."""
     import matplotlib.pyplot as plt
 
@@ -75,7 +81,7 @@ def _centres(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 def table_map(table: pa.Table, colours: Colours | np.ndarray, title: str,
-              gap_km: float | None = None):
+              gap_km: float | None = None) -> Figure:
     """A map of a table with ``geometry`` (WKB), ``centre_lat``, ``centre_lon``: each row's
     footprint filled with its colour (``Colours`` or an (n, 3|4) array in [0, 1])."""
     if table.num_rows == 0:
@@ -92,9 +98,10 @@ def _rgba(rgb: np.ndarray) -> np.ndarray:
     return rgb if rgb.shape[1] == 4 else np.column_stack([rgb, np.ones(len(rgb))])
 
 
-def dataset_map(dataset: DatasetArg | Session = None, *, bbox=None, start=None, end=None,
-                cell: str | None = None, color: str = "pca", limit: int = MAP_LIMIT,
-                title: str | None = None, gap_km: float | None = None):
+def dataset_map(dataset: DatasetArg | Session = None, *, bbox: str | Sequence[float] | None = None,
+                start: str | None = None, end: str | None = None, cell: str | None = None,
+                color: str = "pca", limit: int = MAP_LIMIT, title: str | None = None,
+                gap_km: float | None = None) -> Figure:
     """The fragments passing ``bbox`` / ``start`` / ``end`` / ``cell`` as filled footprints,
     coloured by the first three PCA components of their vectors (``color="pca"``, paper
     fig. 4-5) or by a column (numbers: viridis with a colour bar; labels: a legend)."""
@@ -114,8 +121,8 @@ def dataset_map(dataset: DatasetArg | Session = None, *, bbox=None, start=None, 
                      gap_km)
 
 
-def knn_map(session: Session, query, table: pa.Table, title: str | None = None,
-            gap_km: float | None = None):
+def knn_map(session: Session, query: QueryVector, table: pa.Table, title: str | None = None,
+            gap_km: float | None = None) -> Figure:
     """The query fragment(s) (red outline) and the neighbours of a kNN ``table`` (with
     ``geometry``), filled by distance (viridis, nearest bright) and labelled by rank."""
     from mtquery.api import with_geometry
@@ -148,7 +155,7 @@ def knn_map(session: Session, query, table: pa.Table, title: str | None = None,
 
 
 def points_map(lat: Sequence[float], lon: Sequence[float], rgb: Sequence, title: str,
-               gap_km: float | None = None):
+               gap_km: float | None = None) -> Figure:
     """Sampled fragment centres (no footprints, e.g. ``eval report``'s PCA map) as squares
     as wide as the typical spacing, coloured ``rgb`` ((n, 3) in [0, 1])."""
     la, lo = np.asarray(lat, float), np.asarray(lon, float)

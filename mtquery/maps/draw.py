@@ -9,8 +9,15 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from mtquery.maps.data import Colours
 
 KM_PER_DEG = 111.32
 MAX_PANELS = 6
@@ -138,7 +145,7 @@ def nice_length(km: float) -> float:
     return max(m * exp for m in (1, 2, 5) if m * exp <= km)
 
 
-def scale_bar(ax, lat: float) -> float:
+def scale_bar(ax: Axes, lat: float) -> float:
     """A bar in the lower left about a fifth of the frame wide; returns its length in km."""
     import matplotlib.patheffects as pe
 
@@ -171,7 +178,7 @@ def _select(layers: list[Layer], rows: np.ndarray) -> list[tuple[Layer, list[int
             for layer in layers]
 
 
-def _panel(ax, parts: list[tuple[Layer, list[int]]], frame: tuple, title: str) -> None:
+def _panel(ax: Axes, parts: list[tuple[Layer, list[int]]], frame: tuple, title: str) -> None:
     import matplotlib.patheffects as pe
     from matplotlib.collections import PolyCollection
 
@@ -215,7 +222,8 @@ def _box(frame: tuple, size: float = 4.4) -> tuple[float, float]:
 
 
 def render(layers: list[Layer], centres: tuple[np.ndarray, np.ndarray], title: str,
-           colours=None, gap_km: float | None = None, max_panels: int = MAX_PANELS):
+           colours: Colours | None = None, gap_km: float | None = None,
+           max_panels: int = MAX_PANELS) -> Figure:
     """A figure: one panel per separate region of ``centres`` (lat, lon per row), at most
     ``max_panels`` (the largest; the title counts the rest), with a colour bar or legend
     from ``colours`` (``data.Colours``)."""
@@ -257,7 +265,7 @@ def render(layers: list[Layer], centres: tuple[np.ndarray, np.ndarray], title: s
     return fig
 
 
-def _explain(fig, axes, colours) -> None:
+def _explain(fig: Figure, axes: np.ndarray, colours: Colours | None) -> None:
     if colours is None:
         return
     import matplotlib

@@ -16,11 +16,17 @@ import threading
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from mtquery.errors import MTQueryError, UsageError
 from mtquery.session import Session
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 log = logging.getLogger("mtquery")
 mimetypes.add_type("text/javascript", ".mjs")
@@ -129,7 +135,7 @@ class Service:
         self._info: dict | None = None
         self._coverage: dict | None = None
 
-    def call(self, fn: Callable, *args, **kwargs):
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with self.lock:
             return fn(*args, **kwargs)
 
@@ -216,7 +222,7 @@ class Service:
         return doc
 
 
-def table_response(table: pa.Table, fmt: str, name: str):
+def table_response(table: pa.Table, fmt: str, name: str) -> Response:
     from starlette.responses import Response
 
     from mtquery.cli.output import to_csv, to_geojson, to_records, write_parquet
@@ -236,19 +242,18 @@ def table_response(table: pa.Table, fmt: str, name: str):
     return Response(body, media_type=MEDIA[fmt], headers=headers)
 
 
-def create_app(service: Service, allowed_hosts: list[str] | None = None):
+def create_app(service: Service, allowed_hosts: list[str] | None = None) -> Starlette:
     """The Starlette app: ``/`` (the page), ``/static``, ``/api/info``, ``/api/coverage``,
     ``/api/fragment``, ``/api/knn``, ``/api/search``."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
-    from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    def guarded(handler: Callable[[Request], object]) -> Callable:
-        def endpoint(request: Request):  # sync: Starlette runs it in its thread pool
+    def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def endpoint(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
             try:
                 return handler(request)
             except MTQueryError as exc:
@@ -263,31 +268,31 @@ def create_app(service: Service, allowed_hosts: list[str] | None = None):
     def params(request: Request, allowed: tuple[str, ...]) -> Params:
         return Params(request.query_params.multi_items(), allowed)
 
-    def knn(request: Request):
+    def knn(request: Request) -> Response:
         p = params(request, KNN_PARAMS)
         fmt = p.format()
         return table_response(service.knn(p, geometry=fmt in ("geojson", "parquet")), fmt,
                               "knn")
 
-    def search(request: Request):
+    def search(request: Request) -> Response:
         p = params(request, SEARCH_PARAMS)
         fmt = p.format()
         return table_response(service.search(p, geometry=fmt in ("geojson", "parquet")), fmt,
                               "search")
 
-    def fragment(request: Request):
+    def fragment(request: Request) -> Response:
         return JSONResponse(service.fragment(params(request, ("lat", "lon", "id"))))
 
-    def info(request: Request):
+    def info(request: Request) -> Response:
         params(request, ())
         return JSONResponse(service.info())
 
-    def coverage(request: Request):
+    def coverage(request: Request) -> Response:
         params(request, ())
         service.info()
         return JSONResponse(service.coverage())
 
-    def page(request: Request):
+    def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_security_headers(service.tiles))
 
     routes = [Route("/", page),

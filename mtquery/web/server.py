@@ -10,10 +10,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mtquery.errors import DataError, UsageError
 from mtquery.session import DatasetArg, Session, open_session
 from mtquery.web.app import Service, create_app
+
+if TYPE_CHECKING:
+    import uvicorn
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -66,7 +70,7 @@ class Running:
     """A server started by ``start``: its URL, ``stop()`` to end it."""
 
     url: str
-    server: object
+    server: uvicorn.Server
     thread: threading.Thread
     session: Session
     owns_session: bool = True
@@ -78,7 +82,7 @@ class Running:
             self.session.close()
 
 
-def _server(session: Session, host: str, tiles: str | None):
+def _server(session: Session, host: str, tiles: str | None) -> uvicorn.Server:
     import uvicorn
 
     app = create_app(Service(session, check_tiles(tiles)), allowed_hosts=_allowed_hosts(host))
