@@ -270,3 +270,17 @@ def test_serve_cli_answers_and_stops_on_interrupt():
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
     assert proc.returncode == 0
+
+
+def test_tiles_option_adds_the_layer_and_its_origin_only():
+    from mtquery.web.server import start
+
+    running = start("demo", tiles="https://tile.example.org/{z}/{x}/{y}.png")
+    try:
+        info = json.loads(get(running, "/api/info")[2])
+        assert info["tiles"] == "https://tile.example.org/{z}/{x}/{y}.png"
+        csp = get(running, "/")[1]["content-security-policy"]
+        assert "img-src 'self' data: blob: https://tile.example.org;" in csp
+        assert csp.count("https://") == 2  # images and connections, nowhere else
+    finally:
+        running.stop()
