@@ -26,7 +26,8 @@ EmbeddingsAlias = Annotated[
     str | None, typer.Option("--embeddings", "-e", hidden=True, help="Old name of --dataset.")
 ]
 FormatOpt = Annotated[
-    str, typer.Option("--format", "-f", help="Output format: table | json | csv | parquet.")
+    str, typer.Option("--format", "-f", help="Output format: table | json | csv | parquet | "
+                      "geojson (parquet and geojson keep the footprints where there are some).")
 ]
 OutputOpt = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write to FILE (atomically) instead of "
