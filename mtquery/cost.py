@@ -103,9 +103,9 @@ class ReadPlan:
                 f"{self.total_groups} row groups, {len(self.files)} of {self.total_files} "
                 "file(s) (estimate from the Parquet footers)")
 
-    def table(self) -> pa.Table:
+    def table(self, full_names: bool = False) -> pa.Table:
         return pa.table({
-            "file": [f.footer.source for f in self.files],
+            "file": [f.footer.source if full_names else f.footer.name for f in self.files],
             "row_groups": [",".join(map(str, f.groups)) for f in self.files],
             "rows": pa.array([f.rows for f in self.files], pa.int64()),
             "bytes": pa.array([f.bytes for f in self.files], pa.int64()),
@@ -116,7 +116,7 @@ class ReadPlan:
                 "row_groups": self.row_groups, "files": len(self.files),
                 "dataset_bytes": self.total_bytes, "dataset_rows": self.total_rows,
                 "dataset_row_groups": self.total_groups, "dataset_files": self.total_files,
-                "share": round(self.share, 6), "read": self.table().to_pylist()}
+                "share": round(self.share, 6), "read": self.table(True).to_pylist()}
 
 
 def human(n: float) -> str:
