@@ -16,9 +16,10 @@ $(CORE): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e .
 	touch $@
 
-# Tests need the model, eval and index extras (torch, open_clip, sklearn, faiss) and pytest.
+# Tests need the model, eval, index and cluster extras (torch, open_clip, sklearn, faiss, ray)
+# and pytest.
 $(FULL): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[models,eval,index,dev,web]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[models,eval,index,dev,web,cluster]'
 	touch $@ $(CORE)
 
 install: $(CORE)

@@ -6,6 +6,12 @@ dataset. Shards are written atomically (temp file + rename) and a shard whose st
 the same sample range is not recomputed, so an interrupted run, rerun with the same command,
 ends with exactly the rows of an uninterrupted run. A sample that cannot be read is skipped,
 recorded in its shard's state and the manifest, and makes the run end with an error.
+
+Engines: the unit of work is the shard (:mod:`mtquery.generate.unit`: decode + fragment into
+groups, model, pack; :func:`write_shard` here). :func:`generate` plans the shards, skips the
+finished ones and hands the rest to an engine: :func:`run_local` (this process) or
+:func:`mtquery.generate.engine_ray.run_ray` (Ray Data). Both write the same rows, the same
+state files, ``_mtquery/run.json`` and ``_mtquery/manifest.json``.
 """
 
 from __future__ import annotations
@@ -17,38 +23,31 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
-import shapely
 
 from mtquery.errors import DataError, UsageError
 from mtquery.fsio import atomic_path
-from mtquery.generate.family import LoadedModel, get_family
-from mtquery.generate.fastids import fast_unique_ids as unique_ids
-from mtquery.generate.fragment import fragment_footprints, fragment_grid
-from mtquery.generate.layout import open_output
-from mtquery.generate.models import forward, load_model
+from mtquery.generate.family import get_family
+from mtquery.generate.layout import OutputDir, open_output
+from mtquery.generate.models import load_model
 from mtquery.generate.registry import ModelSpec, get_model_spec
-from mtquery.generate.sample import CORE_PX_10M, Sample, SampleError
-from mtquery.generate.sources import open_inputs
+from mtquery.generate.sources import Source, open_inputs
+from mtquery.generate.unit import (  # noqa: F401  (re-exported: the pipeline's steps)
+    Group,
+    ShardTask,
+    Timings,
+    build_table,
+    embed_group,
+    extract_fragments,
+    fragment_groups,
+    pack_group,
+    pack_sample,
+)
 from mtquery.progress import ProgressCallback, emit
-from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
 
 TASK = "generate"
 PIXEL_BBOX_ORDER = "row_off,col_off,row_off+f,col_off+f (own pixels' footprint)"
-
-
-@dataclass
-class Timings:
-    decode: float = 0.0
-    fragment: float = 0.0
-    model: float = 0.0
-    pack: float = 0.0
-    write: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {k: round(v, 4) for k, v in self.__dict__.items()}
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -62,161 +61,99 @@ class Summary:
     failed: list[dict] = field(default_factory=list)
     elapsed_s: float = 0.0
     timings: Timings = field(default_factory=Timings)
+    engine: dict = field(default_factory=dict)  # which engine ran, and how
 
-
-def extract_fragments(image: np.ndarray, pixel_bbox: np.ndarray) -> np.ndarray:
-    """(n, bands, f, f) fragments of a (bands, H, W) image, gathered in one indexing op."""
-    f = int(pixel_bbox[0, 2] - pixel_bbox[0, 0])
-    win = np.lib.stride_tricks.sliding_window_view(image, (f, f), axis=(1, 2))
-    return np.ascontiguousarray(win[:, pixel_bbox[:, 0], pixel_bbox[:, 1]].transpose(1, 0, 2, 3))
-
-
-def pack_sample(sample: Sample, pixel_bbox: np.ndarray, emb: np.ndarray) -> dict[str, object]:
-    """Column arrays of one sample's rows, computed vectorised over its fragments."""
-    fp = fragment_footprints(pixel_bbox, sample.origin, sample.pixel_size, sample.crs)
-    n = len(pixel_bbox)
-    ts, pid = [sample.timestamp] * n, [sample.product_id] * n
-    return {
-        "unique_id": unique_ids(fp.geometry, ts, pid, emb),
-        "embedding": emb,
-        "timestamp": ts,
-        "product_id": pid,
-        "grid_cell": [sample.grid_cell] * n,
-        "grid_row_u": np.full(n, sample.grid_row_u, dtype=np.int16),
-        "grid_col_r": np.full(n, sample.grid_col_r, dtype=np.int16),
-        "geometry": shapely.to_wkb(fp.geometry),
-        "centre_lat": fp.centre_lat.astype(np.float32),
-        "centre_lon": fp.centre_lon.astype(np.float32),
-        "utm_footprint": shapely.to_wkt(fp.utm_geometry, rounding_precision=-1),
-        "utm_crs": [sample.crs] * n,
-        "pixel_bbox": pixel_bbox,
-    }
-
-
-def build_table(parts: list[dict[str, object]], dim: int) -> pa.Table:
-    schema = arrow_schema(dim)
-    arrays = []
-    for fld in schema:
-        vals = [p[fld.name] for p in parts]
-        if fld.name == "embedding":
-            arr = embedding_array(np.concatenate(vals) if vals else np.zeros((0, dim), np.float32))
-        elif fld.name == "pixel_bbox":
-            pb = np.concatenate(vals) if vals else np.zeros((0, 4), np.int64)
-            arr = pa.ListArray.from_arrays(np.arange(0, 4 * len(pb) + 1, 4, dtype=np.int32),
-                                           pa.array(pb.reshape(-1).astype(np.int64)))
-        elif isinstance(vals[0] if vals else None, np.ndarray):
-            arr = pa.array(np.concatenate(vals), type=fld.type)
+    def account(self, state: dict, *, resumed: bool) -> None:
+        """Count one finished shard (written now, or found done when ``resumed``)."""
+        n_failed = len(state["failed"])
+        ok = state["stop"] - state["start"] - n_failed
+        if resumed:
+            self.samples_resumed += ok
         else:
-            arr = pa.array([x for v in vals for x in v], type=fld.type)
-        arrays.append(arr)
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    bbox = None
+            self.samples_done += ok
+            self.fragments += state["rows"]
+        self.samples_failed += n_failed
+        self.failed += state["failed"]
+        self.rows_total += state["rows"]
+
+
+def write_shard(out: OutputDir, task: ShardTask, parts: list[dict], failed: list[dict],
+                input_path: str, dim: int) -> dict:
+    """Write a shard's rows atomically (none: no file), then its state; returns the state."""
+    table = build_table(parts, dim)
+    shard_f = out.shard(task.name)
     if table.num_rows:
-        geoms = shapely.from_wkb(np.concatenate([np.asarray(p["geometry"]) for p in parts]))
-        bbox = shapely.total_bounds(geoms).tolist()
-    return with_geo_metadata(table, bbox=bbox)
+        with atomic_path(shard_f) as tmp:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=100_000)
+    else:
+        shard_f.unlink(missing_ok=True)
+    st = {"start": task.start, "stop": task.stop, "rows": table.num_rows, "failed": failed,
+          "input": input_path, "file": shard_f.name if table.num_rows else None}
+    out.write_state(task.name, st)
+    return st
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("mtquery", "numpy", "pyarrow", "shapely", "pyproj", "rasterio", "torch",
-                "timm", "open_clip_torch", "transformers"):
-        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
-            out[pkg] = importlib_metadata.version(pkg)
-    return out
+@dataclass
+class Job:
+    """What an engine needs to run the shards of one call of :func:`generate`."""
+
+    spec: ModelSpec
+    sources: list[Source]
+    out: OutputDir
+    weights: str | None
+    device: str | None
+    preprocessing: str
+    precision: str
+    batch_size: int
 
 
-def _settings(spec: ModelSpec, weights: str | None, mode: str, precision: str,
-              shard_size: int, inputs: list[dict]) -> dict:
-    return {"model": spec.name, "weights": weights or "default", "preprocessing_mode": mode,
-            "precision": precision, "shard_size": shard_size,
-            "inputs": [{k: v for k, v in d.items() if k != "samples"} for d in inputs]}
-
-
-def _plan(srcs: list, shard_size: int, limit: int | None) -> list[tuple[int, int, int, int]]:
-    """The work: (input index, shard index, start, stop), in order, cut after ``limit``
-    samples."""
-    plan = []
-    budget = limit if limit is not None else float("inf")
-    for ii, s in enumerate(srcs):
-        for k, start in enumerate(range(0, len(s), shard_size)):
-            stop = min(start + shard_size, len(s))
-            take = int(min(stop - start, budget))
-            if take <= 0:
-                break
-            plan.append((ii, k, start, start + take))
-            budget -= take
-    return plan
-
-
-def _flush(lm: LoadedModel, pending: list, parts: list, batch_size: int, summary: Summary,
-           progress: ProgressCallback | None) -> None:
-    """Embed the pending samples' fragments (batches span samples) and pack their rows."""
-    if not pending:
-        return
-    t0 = time.perf_counter()
-    frags = np.concatenate([p[2] for p in pending])
-    embs = np.concatenate([forward(lm, frags[i:i + batch_size])
-                           for i in range(0, len(frags), batch_size)])
-    t1 = time.perf_counter()
-    j = 0
-    for smp, spb, fr in pending:
-        parts.append(pack_sample(smp, spb, embs[j:j + len(fr)]))
-        j += len(fr)
-    summary.timings.model += t1 - t0
-    summary.timings.pack += time.perf_counter() - t1
-    emit(progress, TASK, len(pending), unit="samples", fragments=len(frags))
-    pending.clear()
-
-
-def _embed_shard(lm: LoadedModel, source, start: int, stop: int, batch_size: int,
-                 summary: Summary, progress: ProgressCallback | None
-                 ) -> tuple[list[dict], list[dict]]:
-    """(row parts, failed samples) of samples start..stop-1 of one input."""
-    spec = lm.spec
-    pb = fragment_grid(CORE_PX_10M, spec.fragment_size)  # other sizes: computed per sample
-    parts: list[dict] = []
-    failed: list[dict] = []
-    pending: list[tuple[Sample, np.ndarray, np.ndarray]] = []
-    n_pending = 0
-    t0 = time.perf_counter()
-    for _i, smp, err in source.samples(start, stop, spec.bands):
-        try:
-            if err is not None:
-                raise SampleError(err)
-            img = smp.stack(spec.bands)
-            t1 = time.perf_counter()
-            summary.timings.decode += t1 - t0
-            if img.shape[1] < spec.fragment_size:
-                raise SampleError(f"image of {img.shape[1]} px is smaller than the "
-                                  f"{spec.fragment_size} px fragment")
-            spb = pb if img.shape[1] == CORE_PX_10M else fragment_grid(img.shape[1],
-                                                                       spec.fragment_size)
-            fr = extract_fragments(img, spb)
-            summary.timings.fragment += time.perf_counter() - t1
-        except SampleError as exc:
-            failed.append({"grid_cell": smp.grid_cell, "product_id": smp.product_id,
-                           "source": smp.ref, "error": str(exc)})
-            emit(progress, TASK, 1, unit="samples", fragments=0)
+def run_local(job: Job, todo: list[ShardTask], summary: Summary,
+              progress: ProgressCallback | None) -> dict | None:
+    """The local engine: the shards one after the other in this process. Returns the model's
+    provenance (None when there was nothing to do)."""
+    if not todo:
+        return None
+    lm = load_model(job.spec.name, weights=job.weights, device=job.device,
+                    mode=job.preprocessing, precision=job.precision)
+    tm = summary.timings
+    for task in todo:
+        src = job.sources[task.input]
+        parts: list[dict] = []
+        failed: list[dict] = []
+        for g in fragment_groups(src, job.spec, task.start, task.stop, job.batch_size, tm):
             t0 = time.perf_counter()
-            continue
-        pending.append((smp, spb, fr))
-        n_pending += len(fr)
-        if n_pending >= batch_size:
-            _flush(lm, pending, parts, batch_size, summary, progress)
-            n_pending = 0
+            embs = embed_group(lm, g.fragments, job.batch_size)
+            t1 = time.perf_counter()
+            parts += pack_group(g.samples, embs)
+            tm.model += t1 - t0
+            tm.pack += time.perf_counter() - t1
+            failed += g.failed
+            if g.samples or g.failed:
+                emit(progress, TASK, len(g.samples) + len(g.failed), unit="samples",
+                     fragments=len(g.fragments))
         t0 = time.perf_counter()
-    _flush(lm, pending, parts, batch_size, summary, progress)
-    return parts, failed
+        summary.account(write_shard(job.out, task, parts, failed, src.path, job.spec.dim),
+                        resumed=False)
+        tm.write += time.perf_counter() - t0
+    return {"weights": lm.weights, "weights_sha256": lm.weights_sha256, "device": lm.device}
 
 
 def generate(model: str, inputs: list[str], output: str, *, weights: str | None = None,
              batch_size: int = 64, device: str | None = None, limit: int | None = None,
              preprocessing: str = "reference", precision: str = "fp32",
              product_id: str | None = None, timestamp: str | None = None,
-             shard_size: int = 64, progress: ProgressCallback | None = None) -> Summary:
+             shard_size: int = 64, progress: ProgressCallback | None = None,
+             engine: str = "local", address: str | None = None, workers: int | None = None,
+             gpus_per_worker: float | None = None, connect_timeout: float = 30.0) -> Summary:
     """Run the generator; returns a Summary (raise nothing for failed samples: the caller
     decides; the CLI exits non-zero when ``summary.samples_failed``).
+
+    ``engine``: ``"local"`` (this process) or ``"ray"`` (:mod:`mtquery.generate.engine_ray`:
+    the Ray cluster at ``address`` — ``"auto"``, ``"ray://HOST:PORT"`` or ``"HOST:PORT"`` —
+    or, without one, the Ray already initialised in this process or a local Ray started and
+    stopped here; ``workers`` model actors with ``gpus_per_worker`` GPUs each, default one
+    per GPU when the cluster has GPUs, else CPU actors; ``connect_timeout`` seconds to reach
+    ``address``). Both engines write the same rows, and either resumes the other's output.
 
     ``progress`` receives events of task ``"generate"`` in ``samples`` (the total first), each
     with a ``fragments`` counter (rows embedded or found done)."""
@@ -227,6 +164,19 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
                          argument="batch_size" if batch_size < 1 else "shard_size")
     if limit is not None and limit < 0:
         raise UsageError("limit must be >= 0", argument="limit")
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r} (local or ray)", argument="engine")
+    ray_opts = None
+    if engine == "ray":
+        from mtquery.generate.engine_ray import RayOptions
+
+        ray_opts = RayOptions.checked(address, workers, gpus_per_worker, connect_timeout,
+                                      device=device, precision=precision)
+    else:
+        for name, value in (("address", address), ("workers", workers),
+                            ("gpus_per_worker", gpus_per_worker)):
+            if value is not None:
+                raise UsageError(f"{name} is an option of engine='ray'", argument=name)
     srcs = open_inputs(list(inputs), product_id=product_id, timestamp=timestamp)
     for s in srcs:
         missing = [b for b in spec.bands if b not in s.bands]
@@ -239,64 +189,84 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
     out = open_output(output, _settings(spec, weights, preprocessing, precision, shard_size,
                                         described))
     plan = _plan(srcs, shard_size, limit)
-    summary = Summary(samples_total=sum(b - a for _, _, a, b in plan))
+    summary = Summary(samples_total=sum(t.stop - t.start for t in plan),
+                      engine={"name": engine})
     emit(progress, TASK, total=summary.samples_total, unit="samples")
-    lm = None
-    shards = []
-    for ii, k, start, stop in plan:
-        name = f"part-{ii:04d}-{k:05d}"
-        st = out.finished(name, start, stop)
-        if st is not None:
-            summary.samples_resumed += stop - start - len(st["failed"])
-            summary.samples_failed += len(st["failed"])
-            summary.failed += st["failed"]
-            summary.rows_total += st["rows"]
-            shards.append(st)
-            emit(progress, TASK, stop - start, unit="samples", fragments=st["rows"])
+    todo, shards = [], {}
+    for task in plan:
+        st = out.finished(task.name, task.start, task.stop)
+        if st is None:
+            todo.append(task)
             continue
-        if lm is None:
-            lm = load_model(spec.name, weights=weights, device=device, mode=preprocessing,
-                            precision=precision)
-        parts, failed = _embed_shard(lm, srcs[ii], start, stop, batch_size, summary, progress)
-        t0 = time.perf_counter()
-        table = build_table(parts, spec.dim)
-        shard_f = out.shard(name)
-        if table.num_rows:
-            with atomic_path(shard_f) as tmp:
-                pq.write_table(table, tmp, compression="zstd", row_group_size=100_000)
-        else:
-            shard_f.unlink(missing_ok=True)
-        st = {"start": start, "stop": stop, "rows": table.num_rows, "failed": failed,
-              "input": srcs[ii].path, "file": shard_f.name if table.num_rows else None}
-        out.write_state(name, st)
-        summary.timings.write += time.perf_counter() - t0
-        shards.append(st)
-        summary.samples_done += stop - start - len(failed)
-        summary.samples_failed += len(failed)
-        summary.failed += failed
-        summary.fragments += table.num_rows
-        summary.rows_total += table.num_rows
+        summary.account(st, resumed=True)
+        shards[task] = st
+        emit(progress, TASK, task.stop - task.start, unit="samples", fragments=st["rows"])
+    job = Job(spec, srcs, out, weights, device, preprocessing, precision, batch_size)
+    if ray_opts is not None:
+        from mtquery.generate.engine_ray import run_ray
+
+        made = run_ray(job, todo, summary, progress, ray_opts)
+    else:
+        made = run_local(job, todo, summary, progress)
+    for task in todo:
+        st = out.finished(task.name, task.start, task.stop)
+        if st is None:
+            raise DataError(f"shard {task.name} was not written; rerun to resume")
+        shards[task] = st
     summary.elapsed_s = time.perf_counter() - t_start
-    out.write_manifest(_manifest(spec, lm, weights, preprocessing, precision, device,
-                                 described, limit, summary, shards))
+    out.write_manifest(_manifest(spec, made, weights, preprocessing, precision, device,
+                                 described, limit, summary, [shards[t] for t in plan]))
     return summary
 
 
-def _manifest(spec: ModelSpec, lm: LoadedModel | None, weights: str | None, mode: str,
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("mtquery", "numpy", "pyarrow", "shapely", "pyproj", "rasterio", "torch",
+                "timm", "open_clip_torch", "transformers", "ray"):
+        with contextlib.suppress(importlib_metadata.PackageNotFoundError):
+            out[pkg] = importlib_metadata.version(pkg)
+    return out
+
+
+def _settings(spec: ModelSpec, weights: str | None, mode: str, precision: str,
+              shard_size: int, inputs: list[dict]) -> dict:
+    return {"model": spec.name, "weights": weights or "default", "preprocessing_mode": mode,
+            "precision": precision, "shard_size": shard_size,
+            "inputs": [{k: v for k, v in d.items() if k != "samples"} for d in inputs]}
+
+
+def _plan(srcs: list, shard_size: int, limit: int | None) -> list[ShardTask]:
+    """The work, in order, cut after ``limit`` samples."""
+    plan = []
+    budget = limit if limit is not None else float("inf")
+    for ii, s in enumerate(srcs):
+        for k, start in enumerate(range(0, len(s), shard_size)):
+            stop = min(start + shard_size, len(s))
+            take = int(min(stop - start, budget))
+            if take <= 0:
+                break
+            plan.append(ShardTask(ii, k, start, start + take))
+            budget -= take
+    return plan
+
+
+def _manifest(spec: ModelSpec, made: dict | None, weights: str | None, mode: str,
               precision: str, device: str | None, described: list[dict], limit: int | None,
               summary: Summary, shards: list[dict]) -> dict:
-    """Provenance and counts of the run (``lm`` is None when every shard was done before)."""
+    """Provenance and counts of the run (``made`` — weights, their sha256 and the device the
+    model ran on — is None when every shard was done before)."""
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": spec.name, "family": spec.family, "dim": spec.dim,
                   "bands": list(spec.bands), "fragment_size": spec.fragment_size,
                   "weights_name": spec.weights_name, "weights_revision": spec.weights_revision,
-                  "weights": lm.weights if lm else (weights or "default"),
-                  "weights_sha256": lm.weights_sha256 if lm else None},
+                  "weights": made["weights"] if made else (weights or "default"),
+                  "weights_sha256": made["weights_sha256"] if made else None},
         "preprocessing": {"key": spec.preprocessing, "mode": mode,
                           "description": get_family(spec.family).preprocessing[
                               spec.preprocessing]},
-        "precision": precision, "device": lm.device if lm else device,
+        "precision": precision, "device": made["device"] if made else device,
+        "engine": summary.engine,
         "fragmenting": {"overlap": 0.1, "border_shift": True,
                         "pixel_bbox_order": PIXEL_BBOX_ORDER},
         "versions": _versions(),

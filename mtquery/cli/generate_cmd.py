@@ -6,6 +6,12 @@ import sys
 
 import typer
 
+#: this command's flags for the library arguments the shared table (cli.options.FLAGS) lacks
+_FLAGS = {"engine": "--engine", "address": "--address", "workers": "--workers",
+          "gpus_per_worker": "--gpus-per-worker", "connect_timeout": "--connect-timeout",
+          "batch_size": "--batch-size", "shard_size": "--shard-size", "device": "--device",
+          "precision": "--precision"}
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
@@ -32,16 +38,39 @@ def register(app: typer.Typer) -> None:
         product_id: str = typer.Option(None, "--product-id", help="product id of a scene"),
         timestamp: str = typer.Option(None, "--timestamp", help="acquisition time of a scene"),
         shard_size: int = typer.Option(64, "--shard-size", help="samples per output shard"),
+        engine: str = typer.Option(
+            "local", "--engine", help="local (this process) or ray (a Ray cluster; the "
+                                      "'cluster' extra)"),
+        address: str = typer.Option(
+            None, "--address",
+            help="ray: auto, ray://HOST:PORT or HOST:PORT (default: start a local Ray)"),
+        workers: int = typer.Option(
+            None, "--workers", help="ray: model actors (default: one per GPU, or CPUs - 1)"),
+        gpus_per_worker: float = typer.Option(
+            None, "--gpus-per-worker",
+            help="ray: GPUs per model actor, may be fractional (default: 1 when the cluster "
+                 "has GPUs, else 0)"),
+        connect_timeout: float = typer.Option(
+            30.0, "--connect-timeout", help="ray: seconds to reach --address"),
     ) -> None:
         """Embed Major TOM Core samples or Sentinel scenes into standard GeoParquet shards."""
         from mtquery.cli.progress import progress_bar
+        from mtquery.errors import MTQueryError
         from mtquery.generate.pipeline import check_failures, generate, summary_line
 
-        with progress_bar(quiet) as on_progress:
-            s = generate(model, inputs, output, weights=weights, batch_size=batch_size,
-                         device=device, limit=limit, preprocessing=preprocessing,
-                         precision=precision, product_id=product_id, timestamp=timestamp,
-                         shard_size=shard_size, progress=on_progress)
+        try:
+            with progress_bar(quiet) as on_progress:
+                s = generate(model, inputs, output, weights=weights, batch_size=batch_size,
+                             device=device, limit=limit, preprocessing=preprocessing,
+                             precision=precision, product_id=product_id, timestamp=timestamp,
+                             shard_size=shard_size, progress=on_progress, engine=engine,
+                             address=address, workers=workers,
+                             gpus_per_worker=gpus_per_worker, connect_timeout=connect_timeout)
+        except MTQueryError as exc:
+            flag = _FLAGS.get(exc.argument or "")
+            if flag and flag not in str(exc):
+                raise type(exc)(f"{exc} ({flag})", argument=exc.argument) from None
+            raise
         for f in s.failed:
             sys.stderr.write(f"skipped {f['grid_cell']} / {f['product_id']} ({f['source']}): "
                              f"{f['error']}\n")
