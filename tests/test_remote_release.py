@@ -204,6 +204,16 @@ def test_region_knn_reads_the_region_and_equals_brute_force(release, capsys):
     assert api.column("unique_id").to_pylist() == got
 
 
+def test_point_without_fragment_is_one_line_and_reads_near_it_only(release, capsys):
+    srv, urls, paths = release
+    args = ["knn", "-d", ",".join(urls), "--lat", -50, "--lon", -140, "--bbox",
+            "-141,-51,-139,-49"]
+    (code, out, err), n = sent(srv, lambda: run_cli(args, capsys))
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert "no fragment covers lat -50.0, lon -140.0" in err
+    assert n <= 0.35 * total(paths), n / total(paths)
+
+
 def test_region_search_equals_brute_force(release, capsys):
     srv, urls, paths = release
     lat, lon = a_point(paths, part=1, row=4000)
