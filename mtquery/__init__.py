@@ -9,7 +9,7 @@
     con = mtquery.connect("demo")     # DuckDB with views embeddings, acquisitions, cells
 """
 
-from mtquery.api import align, change, info, knn, search
+from mtquery.api import align, change, extract, info, knn, search
 from mtquery.errors import DataError, MTQueryError, UsageError
 from mtquery.grid import cell_bounds, cells_in_bbox, latlon_to_cell, latlon_to_rowcol, utm_epsg
 from mtquery.session import Session, connect, open_session
@@ -26,6 +26,7 @@ __all__ = [
     "cells_in_bbox",
     "change",
     "connect",
+    "extract",
     "info",
     "knn",
     "latlon_to_cell",

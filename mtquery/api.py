@@ -120,3 +120,16 @@ def align(dataset: DatasetArg | Session = None, *, other: str | Sequence[str],
     with _session(dataset) as s:
         return run_align(s, list(other) if not isinstance(other, str) else other, bbox,
                          limit, k, vectors)
+
+
+def extract(dataset: DatasetArg = None, *, output: str | Path, bbox: BBoxArg = None,
+            start: TimeArg = None, end: TimeArg = None, cell: str | None = None,
+            index: bool = False, max_read: str | int | None = None,
+            allow_full_scan: bool = False) -> dict:
+    """Copy a region / time window of a (remote or local) dataset into ``output`` in the
+    optimised layout, reading only the row groups it needs; see ``mtquery.extraction``.
+    Returns the manifest."""
+    from mtquery.extraction import extract as run_extract
+
+    return run_extract(dataset, output, bbox, start, end, cell, index=index,
+                       max_read=max_read, allow_full_scan=allow_full_scan)
