@@ -10,6 +10,16 @@ Virginia scene by tests/data/core_virginia/make_data.py.
 
     python benchmarks/generate_bench.py [--models spectral,ssl4eo-s2l1c-tiny,...] [--repeat 3]
         [--device cpu] [--real]   # --real adds ssl4eo-s2l1c, ssl4eo-s1rtc, dinov2, siglip
+
+``--engines`` instead compares the engines on the same input (the 9 Core samples of the
+Virginia scene, or ``--samples N`` of them): samples/s of ``generate(engine="local")`` and of
+``generate(engine="ray")`` on a local Ray using every core, the Ray overhead as the ratio of
+their wall times (both include loading the model; Ray's start-up is timed apart), and whether
+the rows are the same. With a CUDA GPU it adds GPU rows (local on ``cuda``, Ray with one GPU
+per actor) and, for the torch models, fp16 / bf16 against fp32 on the GPU (largest absolute
+difference and lowest cosine between the vectors):
+
+    python benchmarks/generate_bench.py --engines [--models spectral,dinov2-tiny] [--real]
 """
 
 from __future__ import annotations
@@ -77,6 +87,83 @@ def reference_style_pack(sample, pixel_bbox, emb) -> list[dict]:
     return pa.Table.from_pylist(rows)
 
 
+def _run(model: str, src: list[str], out: Path, **kw
+         ) -> tuple[float, int, list[str], np.ndarray]:
+    """(seconds, samples embedded, unique ids, vectors) of one generate call."""
+    import pyarrow.parquet as pq
+
+    from mtquery.generate.pipeline import generate
+
+    t0 = time.perf_counter()
+    s = generate(model, src, str(out), shard_size=3, **kw)
+    dt = time.perf_counter() - t0
+    t = pq.read_table(sorted(out.glob("part-*.parquet")))
+    emb = np.stack(t.column("embedding").to_numpy(zero_copy_only=False))
+    return dt, s.samples_done, t.column("unique_id").to_pylist(), emb
+
+
+def engines(a) -> None:
+    """Local vs Ray samples/s on the same input (+ GPU and fp16/bf16 rows with a GPU)."""
+    import os
+
+    import ray
+    import torch
+
+    from mtquery.generate import get_model_spec
+
+    names = [m for m in a.models.split(",") if m] + (REAL if a.real else [])
+    tmp = Path(tempfile.mkdtemp())
+    src = [str(_maker().build(tmp / "core", n_cells=a.samples).parent.parent)] * a.copies
+    gpu = torch.cuda.is_available()
+    cpus = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    ray.init(num_cpus=cpus, num_gpus=1 if gpu else 0, object_store_memory=1_000_000_000,
+             include_dashboard=False, logging_level="error", log_to_driver=False)
+    ray_start = time.perf_counter() - t0
+    print(f"ray {ray.__version__} start {ray_start:.1f}s, {cpus} CPUs, "
+          f"GPU {torch.cuda.get_device_name(0) if gpu else 'none'}, torch {torch.__version__}, "
+          f"{a.samples} samples x {a.copies} input copies, batch {a.batch_size}")
+    rows, prec = [], []
+    for name in names:
+        spec = get_model_spec(name)
+        w = "random" if not spec.tiny and spec.family != "spectral" else None
+        bands = set(spec.bands)
+        if bands == {"vv", "vh"}:
+            continue  # the Virginia samples are S2
+        for dev in ["cpu"] + (["cuda"] if gpu else []):
+            gpw = 1 if dev == "cuda" else 0
+            d = tmp / f"{name}-{dev}"
+            lt, n, lid, _ = _run(name, src, d / "local", weights=w, device=dev,
+                                 batch_size=a.batch_size)
+            rt, _, rid, _ = _run(name, src, d / "ray", weights=w, engine="ray",
+                                 gpus_per_worker=gpw, batch_size=a.batch_size,
+                                 device=dev)
+            rows.append((name, dev, n, n / lt, n / rt, rt / lt, rt - lt, lid == rid))
+            if dev == "cuda" and spec.family != "spectral":
+                _, _, _, e32 = _run(name, src, d / "fp32", weights=w, device="cuda",
+                                    batch_size=a.batch_size)
+                for p in ("fp16", "bf16"):
+                    _, _, _, ep = _run(name, src, d / p, weights=w, device="cuda",
+                                       precision=p, batch_size=a.batch_size)
+                    cos = np.sum(e32 * ep, 1) / (np.linalg.norm(e32, axis=1)
+                                                 * np.linalg.norm(ep, axis=1) + 1e-30)
+                    prec.append((name, p, float(np.abs(e32 - ep).max()), float(cos.min())))
+    ray.shutdown()
+    print("| model | device | samples | local samples/s | ray samples/s | ray/local time | "
+          "ray - local s | same rows |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.2f}x | "
+              f"{r[6]:.1f} | {'yes' if r[7] else 'no'} |")
+    if prec:
+        print("\n| model | precision | max abs diff to fp32 | min cosine to fp32 |")
+        print("|---|---|---|---|")
+        for r in prec:
+            print(f"| {r[0]} | {r[1]} | {r[2]:.3g} | {r[3]:.6f} |")
+    print("times include loading the model (both engines) and, for Ray, starting its "
+          "actors and tasks; Ray's own start-up above is not in them")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", default=",".join(TINY))
@@ -84,7 +171,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--engines", action="store_true",
+                    help="compare the local and the Ray engine instead of timing stages")
+    ap.add_argument("--samples", type=int, default=9, help="--engines: samples (1-9)")
+    ap.add_argument("--copies", type=int, default=1,
+                    help="--engines: give the input N times (N x samples to embed)")
     a = ap.parse_args()
+    if a.engines:
+        return engines(a)
     import torch
 
     from mtquery.generate import models as M

@@ -20,7 +20,8 @@ duplicated; what Ray gives up on stays undone and is picked up by the rerun.
 
 The preprocessing needs what loading the model gives (DINOv2's image processor): one CPU task
 loads the model first, returns it without its network and its weights' provenance, and fails
-the run early, in one line, when the weights cannot be found.
+the run early, in one line, when the weights cannot be found. Reaching the cluster, Ray Client
+and errors: :mod:`mtquery.generate.ray_cluster`.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ import logging
 import os
 import pickle
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mtquery.errors import DataError, MTQueryError, UsageError
+from mtquery.errors import DataError, UsageError
 from mtquery.generate.family import LoadedModel
 from mtquery.generate.pipeline import TASK, Job, Summary, write_shard
+from mtquery.generate.ray_cluster import RayOptions, connect, import_ray, unwrap
 from mtquery.generate.registry import get_model_spec
 from mtquery.generate.unit import ShardTask, Timings, fragment_groups, pack_group
 from mtquery.progress import ProgressCallback, emit
@@ -44,112 +45,6 @@ from mtquery.progress import ProgressCallback, emit
 #: A file named like a shard in this directory kills the decode task of that shard once, after
 #: its first group (tests of Ray's retries; unset in normal runs).
 KILL_ENV = "MTQUERY_RAY_KILL_ONCE"
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and how wide: ``address`` (None: the Ray initialised in this process, else a local
-    one), ``workers`` model actors (None: one per GPU, or cluster CPUs - 1), ``gpus_per_worker``
-    (None: 1 when the cluster has GPUs, else 0), ``connect_timeout`` seconds."""
-
-    address: str | None = None
-    workers: int | None = None
-    gpus_per_worker: float | None = None
-    connect_timeout: float = 30.0
-
-    @classmethod
-    def checked(cls, address: str | None, workers: int | None, gpus_per_worker: float | None,
-                connect_timeout: float, *, device: str | None = None,
-                precision: str = "fp32") -> RayOptions:
-        """The options, or a UsageError naming the argument that is wrong."""
-        if workers is not None and workers < 1:
-            raise UsageError("workers must be >= 1", argument="workers")
-        if gpus_per_worker is not None and gpus_per_worker < 0:
-            raise UsageError("gpus_per_worker must be >= 0", argument="gpus_per_worker")
-        if connect_timeout <= 0:
-            raise UsageError("connect_timeout must be > 0", argument="connect_timeout")
-        if address is not None and address != "auto":
-            _host_port(address)
-        if device not in (None, "", "auto", "cpu", "cuda"):
-            raise UsageError(f"device {device!r}: with engine='ray' the device is 'cpu' or "
-                             "'cuda' (a GPU is given to each actor by Ray)", argument="device")
-        if device == "cpu" and gpus_per_worker:
-            raise UsageError("device 'cpu' with gpus_per_worker > 0", argument="device")
-        if device == "cuda" and gpus_per_worker == 0:
-            raise UsageError("device 'cuda' needs gpus_per_worker > 0", argument="device")
-        if precision != "fp32" and (gpus_per_worker == 0 or device == "cpu"):
-            raise UsageError(f"precision {precision!r} needs GPU workers", argument="precision")
-        return cls(address, workers, gpus_per_worker, connect_timeout)
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    rest = address[len("ray://"):] if address.startswith("ray://") else address
-    host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"address {address!r}: expected 'auto', 'ray://HOST:PORT' or "
-                         "'HOST:PORT'", argument="address")
-    return host, int(port)
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise UsageError("engine='ray' needs Ray: pip install 'mtquery[cluster]'",
-                         argument="engine") from None
-    return ray
-
-
-def connect(ray: Any, opts: RayOptions) -> bool:
-    """Join the cluster of ``opts.address`` (True: this call initialised Ray, so the caller
-    shuts it down), reuse the Ray of this process, or start a local one."""
-    quiet = {"include_dashboard": False, "logging_level": logging.ERROR,
-             "log_to_driver": False}
-    if opts.address is None:
-        if ray.is_initialized():
-            return False
-        ray.init(**quiet)
-        return True
-    if ray.is_initialized():
-        raise UsageError("Ray is already initialised in this process; leave address unset "
-                         "to use it", argument="address")
-    if opts.address != "auto":
-        import socket
-
-        host, port = _host_port(opts.address)
-        try:
-            socket.create_connection((host, port), timeout=opts.connect_timeout).close()
-        except OSError as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or exc)
-            raise DataError(f"cannot reach the Ray cluster at {opts.address}: {reason}",
-                            argument="address") from None
-    try:
-        ray.init(address=opts.address, **{k: v for k, v in quiet.items()
-                                          if k != "include_dashboard"})
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise DataError(f"cannot connect to the Ray cluster at {opts.address}: "
-                        f"{type(exc).__name__}: {first}", argument="address") from None
-    return True
-
-
-def _unwrap(exc: BaseException) -> MTQueryError:
-    """The MTQueryError behind a Ray error (task or actor, whose ``cause`` is the worker's
-    exception) as a clean one-line copy, else a one-line DataError."""
-    seen, todo = set(), [exc]
-    while todo:
-        e = todo.pop(0)
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        cause = getattr(e, "cause", None)
-        if isinstance(e, MTQueryError) and not isinstance(cause, BaseException):
-            return type(e)((str(e).strip().splitlines() or [""])[0], argument=e.argument)
-        todo += [cause, e.__cause__, e.__context__]
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return DataError(f"the Ray engine failed ({type(exc).__name__}: {first[:300]}); finished "
-                     "shards are kept: rerun the same command to resume")
 
 
 # ---------------------------------------------------------------- worker side
@@ -284,7 +179,7 @@ def _source_ref(src: Any) -> tuple[str, Any]:
 def run_ray(job: Job, todo: list[ShardTask], summary: Summary,
             progress: ProgressCallback | None, opts: RayOptions) -> dict | None:
     """Run the shards ``todo`` on Ray; returns the model's provenance (None: nothing to do)."""
-    ray = _import_ray()
+    ray = import_ray()
     started = connect(ray, opts)
     try:
         res = ray.cluster_resources()
@@ -297,7 +192,8 @@ def run_ray(job: Job, todo: list[ShardTask], summary: Summary,
         cpus = float(res.get("CPU", 1))
         workers = opts.workers or (max(1, int(res["GPU"] // gpus)) if gpus
                                    else max(1, int(cpus) - 1))
-        summary.engine = {"name": "ray", "address": opts.address or "local",
+        summary.engine = {"name": "ray",
+                          "address": opts.address or ("local" if started else "existing"),
                           "workers": workers, "gpus_per_worker": gpus,
                           "ray": ray.__version__, "cluster_cpus": cpus,
                           "cluster_gpus": float(res.get("GPU", 0))}
@@ -305,7 +201,7 @@ def run_ray(job: Job, todo: list[ShardTask], summary: Summary,
             return None
         return _execute(ray, job, todo, summary, progress, gpus, workers, cpus)
     except Exception as exc:  # Ray's wrappers of worker errors: one line, no traceback
-        raise _unwrap(exc) from None
+        raise unwrap(exc) from None
     finally:
         if started:
             ray.shutdown()
@@ -332,13 +228,16 @@ def _execute(ray: Any, job: Job, todo: list[ShardTask], summary: Summary,
     ctx.enable_auto_log_stats = False
     data_log = logging.getLogger("ray.data")
     level = data_log.level
-    data_log.setLevel(logging.ERROR)
+    data_log.setLevel(logging.CRITICAL)  # errors come back as one line (unwrap)
     try:
         items = [{"index": i, "task": tuple(t)} for i, t in enumerate(todo)]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.flat_map(_decode, fn_kwargs={"cfg": cfg}, num_cpus=task_cpus,
                          memory=_decode_memory(job))
-        ds = ds.map(embedder, compute=ActorPoolStrategy(min_size=1, max_size=workers),
+        fit = int(ray.available_resources().get("GPU", 0) // gpus) if gpus else int(cpus) - 1
+        pool = ActorPoolStrategy(min_size=1, max_size=workers,
+                                 initial_size=max(1, min(workers, fit)))
+        ds = ds.map(embedder, compute=pool,
                     num_cpus=task_cpus if not gpus else 1.0, num_gpus=gpus or None)
         ds = ds.map(_pack, num_cpus=task_cpus)
         _collect(ds, job, todo, summary, progress, made)

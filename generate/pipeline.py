@@ -168,10 +168,19 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
         raise UsageError(f"unknown engine {engine!r} (local or ray)", argument="engine")
     ray_opts = None
     if engine == "ray":
-        from mtquery.generate.engine_ray import RayOptions
+        from mtquery.generate.ray_cluster import RayOptions
 
         ray_opts = RayOptions.checked(address, workers, gpus_per_worker, connect_timeout,
                                       device=device, precision=precision)
+        if ray_opts.client:  # the whole call runs on the head node
+            from mtquery.generate.ray_cluster import run_through_client
+
+            return run_through_client(
+                {"model": model, "inputs": list(inputs), "output": output, "weights": weights,
+                 "batch_size": batch_size, "device": device, "limit": limit,
+                 "preprocessing": preprocessing, "precision": precision,
+                 "product_id": product_id, "timestamp": timestamp, "shard_size": shard_size,
+                 "workers": workers, "gpus_per_worker": gpus_per_worker}, progress, ray_opts)
     else:
         for name, value in (("address", address), ("workers", workers),
                             ("gpus_per_worker", gpus_per_worker)):

@@ -21,7 +21,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from mtquery.errors import UsageError  # noqa: E402
+from mtquery.errors import DataError, UsageError  # noqa: E402
 from mtquery.generate.engine_ray import KILL_ENV  # noqa: E402
 from mtquery.generate.pipeline import generate  # noqa: E402
 
@@ -148,10 +148,20 @@ def test_gpu_and_argument_errors(kill_dir, core, tmp_path):
         with pytest.raises(UsageError) as e:
             generate(MODEL, [str(core)], str(tmp_path / "x"), **kw)
         assert e.value.argument == arg, kw
+    from mtquery.generate.ray_cluster import RayOptions
+
+    assert RayOptions("ray://head:10001").client and not RayOptions("head:6379").client
+    assert not RayOptions().client  # this process has a Ray: no $RAY_ADDRESS lookup
     with pytest.raises(UsageError, match="engine='ray'") as e:
         generate(MODEL, [str(core)], str(tmp_path / "x"), address="auto")
     assert e.value.argument == "address"
     assert not (tmp_path / "x").exists()
+    # an error on a worker (here: weights that do not exist) comes back as the library's
+    # one-line error, not as Ray's wrapped traceback
+    with pytest.raises(DataError, match="does not exist") as e:
+        generate("ssl4eo-s2l1c", [str(core)], str(tmp_path / "w"), engine="ray",
+                 weights=str(tmp_path / "missing.pth"))
+    assert "\n" not in str(e.value) and "Traceback" not in str(e.value)
 
 
 def test_unreachable_address_is_one_line(core, tmp_path):
