@@ -1,8 +1,8 @@
 """The Ray engine (``generate(..., engine="ray")``): on a local 2-CPU Ray, Core samples cut from
-the bundled real Virginia scene give the local engine's rows bit for bit; a rerun writes
-nothing; a failed sample is skipped and reported as locally; a killed worker is retried
-without duplicating rows; errors are one line. Needs the ``cluster`` extra (``make test``
-installs it)."""
+the bundled real Virginia scene (and the scene itself) give the local engine's rows bit for
+bit; a rerun writes nothing; a failed sample is skipped and reported as locally; a killed
+worker is retried without duplicating rows; errors are one line. Needs the ``cluster`` extra
+(``make test`` installs it)."""
 
 from __future__ import annotations
 
@@ -71,9 +71,9 @@ def _rows(out: Path):
     return pq.read_table(sorted(out.glob("part-*.parquet")))
 
 
-def _same_rows(a: Path, b: Path) -> None:
+def _same_rows(a: Path, b: Path, rows: int = 100) -> None:
     ta, tb = _rows(a), _rows(b)
-    assert ta.schema.equals(tb.schema) and ta.num_rows == tb.num_rows == 100
+    assert ta.schema.equals(tb.schema) and ta.num_rows == tb.num_rows == rows
     ea = np.stack(ta.column("embedding").to_numpy(zero_copy_only=False))
     eb = np.stack(tb.column("embedding").to_numpy(zero_copy_only=False))
     assert np.array_equal(ea, eb)  # bit-identical at the same batch size
@@ -122,17 +122,27 @@ def test_resumes_local_output_and_a_killed_worker_duplicates_nothing(kill_dir, c
     _same_rows(local_run, out)
 
 
-def test_cli_runs_the_ray_engine(kill_dir, core, local_run, tmp_path, capsys):
+def test_cli_runs_the_ray_engine_on_core_and_scene_inputs(kill_dir, core, local_run, tmp_path,
+                                                         capsys):
     from mtquery.cli import main
 
+    scene = DATA / "virginia_120m"  # band files: one sample read from GeoTIFFs on the worker
+    generate(MODEL, [str(scene)], str(tmp_path / "scene"), **KW)
     out = tmp_path / "cli"
     with pytest.raises(SystemExit) as exc:  # exit 1: the corrupt sample
-        main(["generate", "-m", MODEL, "-i", str(core), "-o", str(out), "--engine", "ray",
-              "--workers", "1", "--shard-size", "3", "--batch-size", "32"])
+        main(["generate", "-m", MODEL, "-i", str(core), "-i", str(scene), "-o", str(out),
+              "--engine", "ray", "--workers", "1", "--shard-size", "3", "--batch-size", "32"])
     assert exc.value.code == 1
     err = capsys.readouterr()
-    assert "4 samples embedded" in err.out and CORRUPT in err.err
-    _same_rows(local_run, out)
+    assert "5 samples embedded" in err.out and CORRUPT in err.err
+    core_out, scene_out = tmp_path / "core_part", tmp_path / "scene_part"
+    core_out.mkdir()
+    scene_out.mkdir()
+    for f in out.glob("part-0000-*.parquet"):
+        f.rename(core_out / f.name)
+    (out / "part-0001-00000.parquet").rename(scene_out / "part-0000-00000.parquet")
+    _same_rows(local_run, core_out)
+    _same_rows(tmp_path / "scene", scene_out, rows=25)
 
 
 def test_gpu_and_argument_errors(kill_dir, core, tmp_path):
