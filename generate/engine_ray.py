@@ -177,8 +177,8 @@ def _source_ref(src: Any) -> tuple[str, Any]:
 
 
 def run_ray(job: Job, todo: list[ShardTask], summary: Summary,
-            progress: ProgressCallback | None, opts: RayOptions) -> dict | None:
-    """Run the shards ``todo`` on Ray; returns the model's provenance (None: nothing to do)."""
+            progress: ProgressCallback | None, opts: RayOptions) -> dict:
+    """Run the shards ``todo`` on Ray; returns the model's provenance."""
     ray = import_ray()
     started = connect(ray, opts)
     try:
@@ -197,8 +197,6 @@ def run_ray(job: Job, todo: list[ShardTask], summary: Summary,
                           "workers": workers, "gpus_per_worker": gpus,
                           "ray": ray.__version__, "cluster_cpus": cpus,
                           "cluster_gpus": float(res.get("GPU", 0))}
-        if not todo:
-            return None
         return _execute(ray, job, todo, summary, progress, gpus, workers, cpus)
     except Exception as exc:  # Ray's wrappers of worker errors: one line, no traceback
         raise unwrap(exc) from None

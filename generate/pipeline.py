@@ -211,7 +211,9 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
         shards[task] = st
         emit(progress, TASK, task.stop - task.start, unit="samples", fragments=st["rows"])
     job = Job(spec, srcs, out, weights, device, preprocessing, precision, batch_size)
-    if ray_opts is not None:
+    if not todo:  # nothing to do: no model, no Ray
+        made = None
+    elif ray_opts is not None:
         from mtquery.generate.engine_ray import run_ray
 
         made = run_ray(job, todo, summary, progress, ray_opts)
