@@ -184,6 +184,7 @@ class AnnIndex:
                 return self.exact(q, k, allowed)
             frac = allowed.size / self.rows
             nprobe = int(min(self.nlist, math.ceil(nprobe * min(1.0 / frac, 32.0))))
+            depth = min(MAX_CANDIDATES, 2 * depth)  # the selector thins every list
         cand = self.candidate_lists(q[None, :], depth, nprobe, allowed)[0]
         ids = np.unique(cand[cand >= 0])
         if allowed is not None:
