@@ -1,7 +1,8 @@
 """Fault benchmark: kill -9 the commands that publish outputs at random points, N times each.
 
-For ``optimize``, ``index build`` and ``generate --model spectral`` (small inputs built here:
-synthetic embeddings, and two Core samples of the bundled Virginia scene), each trial
+For ``optimize``, ``index build``, ``generate --model spectral`` and ``extract`` (small
+inputs built here: synthetic embeddings, and Core samples of the bundled Virginia scene),
+each trial
 
 1. starts ``python -m mtquery ...`` as a subprocess (its own process group) and kills it
    with SIGKILL after a random delay (seeded; drawn between the command's start-up time and
@@ -330,13 +331,42 @@ def table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def extract_case(work: Path, rows: int) -> Case:
+    root = work / "extract"
+    src = root / "source" / "raw.parquet"
+    _write_synth(src, rows, 32, seed=13)
+    out = root / "region"
+    bbox = "-20,-60,180,60"  # about half of the synthetic regions
+
+    def expected() -> int:
+        import mtquery
+
+        return mtquery.search(str(src), bbox=bbox, limit=None, geometry=False).num_rows
+
+    want = expected()
+
+    def reset() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+
+    def check(required: bool) -> str | None:
+        if not out.exists():
+            return "no output" if required else None
+        if not (out / "_extract.json").is_file():
+            return "output without its manifest"
+        got = _dataset_rows(out)
+        return None if got == want else f"output holds {got} rows, not {want}"
+
+    return Case("extract", root, ["extract", str(src), "--bbox", bbox, "-o", str(out), "-q"],
+                out, reset, check, refuses_existing=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("n", nargs="?", type=int, default=10, help="trials per command")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", type=int, default=60_000, help="rows of the synthetic datasets")
     ap.add_argument("--cells", type=int, default=4, help="Core samples for generate")
-    ap.add_argument("--only", default="optimize,index,generate")
+    ap.add_argument("--only", default="optimize,index,generate,extract")
     ap.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     ap.add_argument("--retries", type=int, default=3, help="when a command cannot start")
     ap.add_argument("--retry-wait", type=float, default=180.0)
@@ -348,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     makers = {"optimize": lambda: optimize_case(work, args.rows),
               "index": lambda: index_case(work, args.rows),
-              "generate": lambda: generate_case(work, args.cells)}
+              "generate": lambda: generate_case(work, args.cells),
+              "extract": lambda: extract_case(work, args.rows)}
     rows: list[tuple] = []
     notes: list[str] = []
     failed = False
@@ -373,7 +404,6 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{case.name}: start-up {stats.startup_s:.2f} s, full run "
                          f"{stats.full_s:.2f} s (kills drawn between them)")
             failed |= bool(stats.partial or stats.leftover or stats.rerun_failures)
-        rows.append(("extract", "not implemented"))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
