@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from clirun import run
 
-from mtquery.cli import main
 from mtquery.synth import SynthSpec, write
 
 pytest.importorskip("faiss")
@@ -17,15 +17,6 @@ pytest.importorskip("faiss")
 SPEC = SynthSpec(rows=50_000, dim=128, seed=11, types=64, distribution="isotropic",
                  spread=1.0)
 
-
-def run(capsys, *args):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

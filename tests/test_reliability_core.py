@@ -16,19 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import synth
+from clirun import run
 
 import mtquery
-from mtquery.cli import main
 
 
 def run_cli(args, capsys):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run(capsys, *args)
 
 
 # ---------------------------------------------------------------- 1. outputs never clobber

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import run
 
 import mtquery
-from mtquery.cli import main
 
 pytest.importorskip("open_clip")
 SCENE = Path(__file__).parent / "data" / "virginia_120m"
@@ -25,15 +25,6 @@ def siglip_tiny(tmp_path_factory):
              product_id="p1", timestamp="20200101T000000")
     return str(out)
 
-
-def run(capsys, *args):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def brute(dataset, q, k):
