@@ -11,8 +11,8 @@ import synth
 
 import mtquery
 from mtquery import datasets, session
-from mtquery.session import extension_file, new_connection
 from mtquery.errors import DataError, UsageError
+from mtquery.session import extension_file, new_connection
 
 
 def test_extensions_load_from_package_files():

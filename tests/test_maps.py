@@ -188,9 +188,8 @@ def test_parquet_keeps_geometry_as_geoparquet(tmp_path, capsys):
 
 
 def test_eval_report_pca_map_uses_region_panels(tmp_path, monkeypatch):
-    from mtquery.eval import report
-
     import mtquery.maps as maps
+    from mtquery.eval import report
 
     seen = []
 

@@ -13,9 +13,8 @@ import synth
 import mtquery
 from mtquery.errors import DataError, UsageError
 from mtquery.exact import exact_knn
+from mtquery.filters import Filters, parse_bbox, parse_time_range
 from mtquery.resolve import QueryVector, query_from_id, query_from_point
-from mtquery.filters import parse_bbox, parse_time_range
-from mtquery.filters import Filters
 from mtquery.search_sql import search
 
 

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import synth
 
-from mtquery import open_session
 from mtquery import info as dataset_info
-from mtquery.errors import DataError
+from mtquery import open_session
 from mtquery.describe import embedding_dims
+from mtquery.errors import DataError
 
 
 def _ragged(path, n=50, short=(7, 23, 31), layout="list", row_group_size=20):
