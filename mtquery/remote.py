@@ -360,6 +360,12 @@ _CACHE: dict[str, Footer] = {}
 _LOCK = threading.Lock()
 
 
+def clear_footer_cache() -> None:
+    """Forget the footers read so far (the next read fetches them again)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
 def read_footers(sources: Sequence[str], fresh: bool = False,
                  workers: int = WORKERS) -> list[Footer]:
     """The footers of ``sources`` (URLs or local paths), read in parallel, kept for the

@@ -18,6 +18,29 @@ def _private_vector_cache(tmp_path_factory):
     os.environ["MTQUERY_CACHE"] = str(tmp_path_factory.mktemp("mtquery-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_footers():
+    """Remote footers are cached per process: each test reads (and counts) its own."""
+    from mtquery.remote import clear_footer_cache
+
+    clear_footer_cache()
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """A released-layout dataset (4 parts, 24k x 64) behind a Range-capable HTTP server:
+    (server, part URLs, local paths)."""
+    from rangeserver import RangeServer
+    from released import REPO, make_data
+
+    root = tmp_path_factory.mktemp("mirror")
+    paths = make_data.write_release(root / REPO, rows=24_000, dim=64, parts=4,
+                                    row_group_size=2_000)
+    with RangeServer(root) as srv:
+        urls = [srv.url(f"{REPO}/embeddings/{p.name}") for p in paths]
+        yield srv, urls, paths
+
+
 @pytest.fixture(scope="session")
 def big_table():
     return synth.make_table(n=50_000, dim=32, seed=7)

@@ -5,7 +5,6 @@ rerun after ``kill -9`` that resumes file by file without duplicating rows."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,37 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from rangeserver import RangeServer
 
-from mtquery import cost, remote
 from mtquery.cli import main
 from mtquery.cost import ReadRefused
 from mtquery.extraction import extract
 from mtquery.staging import STAGING
 
-REPO = "Major-TOM/Core-S2RGB-SigLIP"
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "released_make_data", Path(__file__).parent / "data" / "released" / "make_data.py")
-make_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_data)
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mirror")
-    paths = make_data.write_release(root / REPO, rows=24_000, dim=64, parts=4,
-                                    row_group_size=2_000)
-    with RangeServer(root) as srv:
-        urls = [srv.url(f"{REPO}/embeddings/{p.name}") for p in paths]
-        yield srv, urls, paths
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    remote._CACHE.clear()
-    yield
-    cost._BUDGET.set(None)
 
 
 def total(paths) -> int:

@@ -4,22 +4,16 @@ on stderr, a non-zero exit, no traceback and no output (nor staging) left behind
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from clirun import run
 from rangeserver import RangeServer
+from released import make_data
 
-from mtquery import cost, remote
-from mtquery.cli import main
+from mtquery import remote
 from mtquery.staging import STAGING
-
-_spec = importlib.util.spec_from_file_location(
-    "released_make_data", Path(__file__).parent / "data" / "released" / "make_data.py")
-make_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_data)
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +31,8 @@ def site(tmp_path_factory):
         yield srv, root, [srv.url(f"rel/embeddings/{p.name}") for p in paths], other
 
 
-@pytest.fixture(autouse=True)
-def _fresh():
-    remote._CACHE.clear()
-    yield
-    cost._BUDGET.set(None)
-
-
 def run_cli(args, capsys):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run(capsys, *args)
 
 
 def closed_port() -> int:

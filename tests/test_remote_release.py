@@ -6,46 +6,21 @@ Asserts the bytes the server sent, and answers equal to a brute force over the l
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from rangeserver import RangeServer
+from clirun import run
+from released import REPO
 
 import mtquery
-from mtquery import cost, remote
-from mtquery.cli import main
-from mtquery.cost import ReadRefused, parse_max_read, read_budget
+from mtquery import remote
+from mtquery.cost import ReadRefused, current_budget, parse_max_read, read_budget
 from mtquery.datasets import resolve
 from mtquery.errors import DataError, UsageError
-
-REPO = "Major-TOM/Core-S2RGB-SigLIP"
-_spec = importlib.util.spec_from_file_location(
-    "released_make_data", Path(__file__).parent / "data" / "released" / "make_data.py")
-make_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_data)
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mirror")
-    paths = make_data.write_release(root / REPO, rows=24_000, dim=64, parts=4,
-                                    row_group_size=2_000)
-    with RangeServer(root) as srv:
-        urls = [srv.url(f"{REPO}/embeddings/{p.name}") for p in paths]
-        yield srv, urls, paths
-
-
-@pytest.fixture(autouse=True)
-def _fresh_budget():
-    """The CLI sets the budget for its (one-shot) run; in-process tests start afresh."""
-    yield
-    cost._BUDGET.set(None)
 
 
 def total(paths) -> int:
@@ -53,18 +28,12 @@ def total(paths) -> int:
 
 
 def run_cli(args, capsys):
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run(capsys, *args)
 
 
 def sent(srv, fn):
     """(result, bytes the server sent for fn()), footers read afresh."""
-    remote._CACHE.clear()
+    remote.clear_footer_cache()
     srv.reset()
     out = fn()
     return out, srv.bytes_sent
@@ -280,3 +249,15 @@ def test_library_guard_and_budget(release):
     assert parse_max_read("1GiB").max_bytes == 1 << 30
     with pytest.raises(UsageError):
         parse_max_read("5 parsecs")
+
+
+def test_a_commands_budget_ends_with_it(release, capsys):
+    """The CLI runs each command in its own context: --allow-full-scan of one command does
+    not carry over to the next command or to library calls in the same process."""
+    _, urls, _ = release
+    code, _, err = run_cli(["info", ",".join(urls), "-f", "json"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["search", "-d", ",".join(urls), "--limit", "5", "-f", "json",
+                            "--allow-full-scan"], capsys)
+    assert code == 0, err
+    assert current_budget().allow_full_scan is False

@@ -3,6 +3,7 @@ and only here: 2 for usage errors, 1 for data errors."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
@@ -89,7 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turn every error into one line on stderr + exit code."""
     _setup_logging()
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="mtquery")
+        # a context of its own: what a command sets (the read budget) ends with it, also
+        # when several commands run in one process
+        rv = contextvars.copy_context().run(app, args=argv, standalone_mode=False,
+                                            prog_name="mtquery")
     except MTQueryError as exc:
         _fail(_message(exc), exc.exit_code)
     except _ABORTS:

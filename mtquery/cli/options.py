@@ -149,7 +149,7 @@ def cost_first(dataset: str | None, filters: object, kind: str, *, dry_run: bool
     """Cost first: the resolved dataset, after the footers of remote data showed the read is
     within --max-read (else one line with the estimate and the ways out); None after
     --dry-run printed the plan (the command then stops). The budget stays set for the
-    library's own checks."""
+    library's own checks until the command ends (``main`` runs each in its own context)."""
     from mtquery.cost import ReadRefused, check, footers_of, plan, use_budget
     from mtquery.datasets import resolve
     from mtquery.errors import DataError
