@@ -11,18 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import synth
-
-from mtquery.cli import main
+from clirun import run
 
 
 def run_cli(args, capsys):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run(capsys, *args)
 
 
 def test_cell_json(capsys):

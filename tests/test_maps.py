@@ -11,9 +11,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from clirun import run
 
 import mtquery
-from mtquery.cli import main
 from mtquery.maps import dataset_map, points_map, save
 from mtquery.maps.data import pca_rgb, value_colours
 from mtquery.maps.draw import LAND, WATER, regions
@@ -23,13 +23,7 @@ KNN = ["knn", "-d", "demo", "--lat", "37.6803", "--lon", "-75.548", "--k", "5"]
 
 
 def run_cli(args, capsys):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run(capsys, *args)
 
 
 def _background() -> np.ndarray:
