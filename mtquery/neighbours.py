@@ -38,8 +38,7 @@ def knn(session: Session, query: QueryVector, k: int = 10, filters: Filters | No
     if not exact:
         from mtquery.index import open_for
 
-        if index is not None or _may_have_index(session):
-            idx = open_for(session, index)
+        idx = open_for(session, index)
     shardset = None
     if idx is None and not exact:
         from mtquery.shards import open_for as open_shards_for
@@ -63,18 +62,13 @@ def knn(session: Session, query: QueryVector, k: int = 10, filters: Filters | No
                      idx.max_k)
             result = store_knn(session, idx.store, query, k, filters, include_self)
     else:
+        # not exact: no index was found above, so only an exact search looks for its store
         result = exact_knn(session, query, k, filters, include_self,
-                           store=_index_store(session))
+                           store=_index_store(session) if exact else None)
     skipped = skipped_of(result)
     if skipped:
         log.warning("skipped %d fragment(s) whose vector is zero or not finite", skipped)
     return result
-
-
-def _may_have_index(session: Session) -> bool:
-    from mtquery.index import find_index
-
-    return find_index(session.dataset) is not None
 
 
 def _index_store(session: Session):
