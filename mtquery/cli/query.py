@@ -269,9 +269,8 @@ def knn(
         from mtquery.maps import check_map_path
 
         check_map_path(map_file, "map")
+    # one or several examples: resolve_query treats a single id as --id
     examples = [*(id or []), *([i.strip() for i in ids.split(",") if i.strip()] if ids else [])]
-    one_id = examples[0] if len(examples) == 1 and not not_id else None
-    id_list = examples if (id is not None or ids is not None) and one_id is None else None
     if exact and index is not None:
         raise UsageError("--exact and --index exclude each other")
     filters = Filters.of(bbox, start, end, cell)
@@ -289,7 +288,7 @@ def knn(
     if lat is not None and lon is not None:
         has_bbox = session.shape.has_bbox
         show_sql(show, point_query_sql(has_bbox), point_query_params(lat, lon, has_bbox))
-    query = resolve_query(session, lat=lat, lon=lon, id=one_id, ids=id_list, vector=vector,
+    query = resolve_query(session, lat=lat, lon=lon, ids=examples or None, vector=vector,
                           not_ids=not_id, text=text, image=image, model=model,
                           weights=weights)
     show_sql(show, *scan_sql(filters, session.shape.has_bbox))
