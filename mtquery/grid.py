@@ -25,21 +25,9 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mtquery.errors import UsageError
-
-
-class _LazyCompute:
-    """``pyarrow.compute`` on first use: importing it costs ~30 ms of every one-shot command,
-    and most (knn, search) never name a cell (benchmarks/cold_start.py)."""
-
-    def __getattr__(self, name: str):
-        import pyarrow.compute
-
-        return getattr(pyarrow.compute, name)
-
-
-pc = _LazyCompute()
 
 RADIUS_EQUATOR_KM = 6378.137
 DEFAULT_DIST_KM = 10.0
