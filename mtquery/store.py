@@ -318,14 +318,11 @@ class VectorStore:
             out[lo:hi] = np.asarray(block, dtype=np.float32) @ q
         return out
 
-    def search(self, q: np.ndarray, k: int, ids: np.ndarray | None = None,
-               exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k (row ids, similarities) among all rows or ``ids`` (sorted), leaving
-        out the row ids in ``exclude``."""
+    def search(self, q: np.ndarray, k: int, ids: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k (row ids, similarities) among all rows or ``ids`` (sorted)."""
         s = self.scores(q, ids)
         rid = np.arange(self.n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
-        if exclude is not None and len(exclude):
-            s[np.isin(rid, exclude)] = np.nan
         pos, sc = top_k(s, k, rid)
         return rid[pos], sc
 
