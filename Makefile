@@ -7,7 +7,7 @@ FULL := $(VENV)/.installed-full
 DEMO_LAT ?= 37.6803
 DEMO_LON ?= -75.548
 
-.PHONY: demo test lint bench bench-knn bench-eval bench-generate install
+.PHONY: demo test lint docs bench bench-knn bench-eval bench-generate install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(FULL)
 
 lint: $(FULL)
 	$(BIN)/ruff check .
+
+# The documentation site (mkdocs.yml, docs/) into site/; the tests build it too, strictly.
+docs: $(FULL)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Benchmarks print tables with ratios against baselines measured in the same run.
 bench: $(FULL)

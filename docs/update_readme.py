@@ -1,51 +1,35 @@
 #!/usr/bin/env python
-"""Re-run every ``$ mtquery ...`` command in the README's ```console blocks and paste its real
-output under it, so the examples never drift from the code.
+"""Re-run the examples of the README and the docs pages and paste their real output under
+them, so the examples never drift from the code (``tests/test_readme.py`` checks they match).
 
-    .venv/bin/python docs/update_readme.py [README.md]
+    .venv/bin/python docs/update_readme.py                 # README.md + docs pages with examples
+    .venv/bin/python docs/update_readme.py docs/query.md   # some of them
+
+Each document runs in a fresh sandbox (a temporary folder, see ``docs/doc_examples.py``):
+files the examples write never land in the checkout, and no machine path reaches the page.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shlex
-import shutil
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"```console\n(.*?)```", re.S)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from doc_examples import ROOT, Sandbox, documents, refresh  # noqa: E402
 
 
-def run_block(body: str) -> str:
-    out = []
-    env = dict(os.environ, COLUMNS="110", MTQUERY_CACHE=os.environ.get("MTQUERY_CACHE", ""))
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env['PATH']}"
-    for line in body.splitlines():
-        if not line.startswith("$ "):
-            continue
-        cmd = line[2:]
-        proc = subprocess.run(cmd, shell=True, cwd=ROOT, env=env, capture_output=True,
-                              text=True)
-        text = (proc.stdout + proc.stderr).rstrip()
-        out.append(line)
-        if text:
-            out.append(text)
-        if proc.returncode:
-            out.append(f"(exit code {proc.returncode})")
-        print(f"ran: {shlex.split(cmd)[:3]} -> {proc.returncode}", file=sys.stderr)
-    return "\n".join(out) + "\n"
-
-
-def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "README.md"
-    shutil.rmtree(ROOT / "out" / "readme", ignore_errors=True)  # examples start from scratch
-    text = path.read_text()
-    new = BLOCK.sub(lambda m: "```console\n" + run_block(m.group(1)) + "```", text)
-    path.write_text(new)
+def main(argv: list[str]) -> None:
+    paths = [Path(a).resolve() for a in argv] or documents()
+    for path in paths:
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        print(f"{name}:", file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix="mtquery-docs-") as tmp:
+            new = refresh(path.read_text(), Sandbox(Path(tmp)),
+                          log=lambda msg: print(f"  {msg}", file=sys.stderr))
+        path.write_text(new)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
