@@ -76,8 +76,8 @@ def dataset(workdir: Path, dist: str, rows: int, dim: int) -> Path:
 
 
 def build(path: Path, kind: str, threads: int):
-    from mtquery.index import load_index
-    from mtquery.index_build import BuildParams, build_index
+    from mtquery.vectors.build import BuildParams, build_index
+    from mtquery.vectors.index import load_index
 
     out = path.parent / f"index-{kind}"
     t0 = time.perf_counter()
@@ -126,7 +126,7 @@ def hnsw_row(x: np.ndarray, queries, truth, threads: int, limit: float) -> list[
 
 def run_config(workdir: Path, dist: str, rows: int, dim: int, n_q: int, threads: int,
                hnsw_limit: float, skip: set) -> list[dict]:
-    from mtquery.store import unit_query
+    from mtquery.vectors.store import unit_query
 
     path = dataset(workdir, dist, rows, dim)
     log(f"{dist} {rows}x{dim}: building mtquery ivf-rabitq")
@@ -137,7 +137,7 @@ def run_config(workdir: Path, dist: str, rows: int, dim: int, n_q: int, threads:
     qids = rng.choice(rows, n_q, replace=False)
     queries = np.asarray(x[qids], dtype=np.float32)
     log("exact answers")
-    from mtquery.index_calibrate import exact_neighbours
+    from mtquery.vectors.calibrate import exact_neighbours
 
     truth = [set(r) for r in exact_neighbours(x, queries, K).tolist()]
     out = []

@@ -32,7 +32,7 @@ def make_dataset(path: Path, n: int, dim: int, seed: int = 0) -> np.ndarray:
     """Write ``n`` rows; returns the class of each row."""
     import shapely
 
-    from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
+    from mtquery.standard.schema import arrow_schema, embedding_array, with_geo_metadata
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(N_CLASSES, dim)).astype(np.float32)
@@ -78,7 +78,7 @@ def write_labels(emb: Path, classes: np.ndarray, n: int, out: Path) -> None:
 
 
 def pyarrow_load(path: Path, n: int | None = None) -> float:
-    from mtquery.schema import embedding_matrix
+    from mtquery.standard.schema import embedding_matrix
 
     t0 = time.perf_counter()
     pf = pq.ParquetFile(path)

@@ -144,7 +144,7 @@ def optimize_case(work: Path, rows: int) -> Case:
         shutil.rmtree(out, ignore_errors=True)
 
     def check(required: bool) -> str | None:
-        from mtquery.validate import validate
+        from mtquery.io.validate import validate
 
         published = (out / "_optimize.json").is_file()
         seen = _dataset_rows(root)
@@ -174,9 +174,9 @@ def index_case(work: Path, rows: int) -> Case:
         shutil.rmtree(out, ignore_errors=True)
 
     def check(required: bool) -> str | None:
-        from mtquery.datasets import resolve
         from mtquery.errors import MTQueryError
-        from mtquery.index import load_index
+        from mtquery.io.datasets import resolve
+        from mtquery.vectors.index import load_index
 
         if _dataset_rows(data) != rows:
             return f"the dataset reads {_dataset_rows(data)} rows, not {rows}"
@@ -206,7 +206,7 @@ def generate_case(work: Path, cells: int) -> Case:
     def check(required: bool) -> str | None:
         import pyarrow.parquet as pq
 
-        from mtquery.validate import validate
+        from mtquery.io.validate import validate
 
         if not out.exists():
             return "no output" if required else None

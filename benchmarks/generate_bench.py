@@ -187,7 +187,7 @@ def main() -> None:
     from mtquery.generate.fragment import fragment_footprints, fragment_grid
     from mtquery.generate.pipeline import build_table, extract_fragments, pack_sample
     from mtquery.generate.sample import Sample
-    from mtquery.ids import unique_ids
+    from mtquery.standard.ids import unique_ids
 
     names = [m for m in a.models.split(",") if m] + (REAL if a.real else [])
     tmp = tempfile.mkdtemp()

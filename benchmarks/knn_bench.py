@@ -126,10 +126,10 @@ def main() -> None:
 
     import faiss
 
-    from mtquery.index import load_index
-    from mtquery.index_build import BuildParams, build_index
-    from mtquery.optimize import optimize
+    from mtquery.io.optimize import optimize
     from mtquery.synth import SynthSpec, write
+    from mtquery.vectors.build import BuildParams, build_index
+    from mtquery.vectors.index import load_index
 
     # ---------------------------------------------------------------- data + layout
     if not raw.exists():
@@ -205,8 +205,8 @@ def main() -> None:
     # ---------------------------------------------------------------- filtered kNN (~1 %)
     log("filtered kNN")
     from mtquery import open_session
-    from mtquery.exact import allowed_ids
-    from mtquery.filters import Filters, parse_bbox
+    from mtquery.query.filters import Filters, parse_bbox
+    from mtquery.vectors.exact import allowed_ids
 
     session = open_session(str(opt))
     cen = session.con.execute("SELECT centre_lon, centre_lat FROM embeddings "
@@ -246,8 +246,8 @@ def main() -> None:
 
     # ---------------------------------------------------------------- bbox + time layout
     log("bbox+time layout query")
-    from mtquery.filters import parse_time_range
-    from mtquery.search_sql import search_sql
+    from mtquery.query.filters import parse_time_range
+    from mtquery.query.search import search_sql
 
     tr = parse_time_range("2019-01-01", "2022-12-31")
     f_bt, cnt = box_for(0.001, *cen[20], time_filter=tr)
@@ -357,7 +357,7 @@ def main() -> None:
 def vss_row(x, mv: int, dim: int, truth_pair, timeout: float) -> tuple:
     import pyarrow as pa
 
-    from mtquery.session import new_connection
+    from mtquery.query.session import new_connection
 
     sq, st = truth_pair
     con = new_connection(extensions=("vss",))

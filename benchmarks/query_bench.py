@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 import mtquery
-from mtquery import grid
-from mtquery.exact import exact_knn
-from mtquery.filters import Filters, parse_bbox
-from mtquery.resolve import QueryVector
-from mtquery.schema import embedding_matrix
-from mtquery.search_sql import search
+from mtquery.query.filters import Filters, parse_bbox
+from mtquery.query.resolve import QueryVector
+from mtquery.query.search import search
+from mtquery.standard import grid
+from mtquery.standard.schema import embedding_matrix
 from mtquery.synth import SynthSpec, write
+from mtquery.vectors.exact import exact_knn
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 

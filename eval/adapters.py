@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtquery.errors import DataError, UsageError
-from mtquery.fsio import atomic_path
+from mtquery.io.fsio import atomic_path
 
 EUROSAT_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
                  "B11", "B12")
@@ -117,9 +117,9 @@ def _table(infos: list[dict], X: np.ndarray, model: str) -> pa.Table:
     from pyproj import CRS, Transformer
     from shapely.geometry import box
 
-    from mtquery.grid import latlon_to_cell, latlon_to_rowcol
-    from mtquery.ids import unique_ids
-    from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
+    from mtquery.standard.grid import latlon_to_cell, latlon_to_rowcol
+    from mtquery.standard.ids import unique_ids
+    from mtquery.standard.schema import arrow_schema, embedding_array, with_geo_metadata
 
     geoms, utm_wkt, utm_crs = [], [], []
     for info in infos:

@@ -24,11 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtquery import store
 from mtquery.errors import DataError, UsageError
 from mtquery.eval.labels import LABEL_TABLE, join_sql, load_label_table, resolve_labels
-from mtquery.schema import embedding_matrix
-from mtquery.session import Session, describe_error
+from mtquery.query.session import Session, describe_error
+from mtquery.standard.schema import embedding_matrix
+from mtquery.vectors import store
 
 MULTI = ("auto", "yes", "no")
 
@@ -141,7 +141,7 @@ def vectors_by_id(con: duckdb.DuckDBPyConnection, ids: list[str]) -> np.ndarray:
 
 
 def dataset_fingerprint(session: Session) -> dict:
-    """What was evaluated: the dataset spec and, for local files, ``mtquery.store``'s
+    """What was evaluated: the dataset spec and, for local files, ``mtquery.vectors.store``'s
     fingerprint (resolved path, size, mtime_ns, rows per file) and their total rows."""
     files = store.fingerprint(session.dataset.local_files)
     fp = {"spec": session.dataset.spec, "sources": list(session.dataset.sources),

@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtquery.errors import DataError, UsageError
-from mtquery.fsio import atomic_path
-from mtquery.session import open_session
+from mtquery.io.fsio import atomic_path
+from mtquery.query.session import open_session
 
 RULES = ("auto", "ndwi", "scl")
 SCL_NAMES = {0: "no_data", 1: "saturated_defective", 2: "dark_area", 3: "cloud_shadow",

@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from mtquery.errors import DataError, UsageError
-from mtquery.session import describe_error
+from mtquery.query.session import describe_error
 
 JOINS = ("unique_id", "grid_cell", "spatial")
 LABEL_TABLE = "mt_eval_labels"

@@ -3,7 +3,7 @@
 Linear probe: features standardised on the training side (scikit-learn ``StandardScaler``),
 ``LogisticRegression`` (lbfgs; multinomial for single-label, one-vs-rest for multi-label).
 k-NN: cosine similarity on L2-normalised vectors, k = 1, 5, 20 (capped at the training size),
-neighbours ranked by ``mtquery.store.top_k_rows`` (ties to the lower training row);
+neighbours ranked by ``mtquery.vectors.store.top_k_rows`` (ties to the lower training row);
 single-label: majority vote, ties to the larger summed similarity; multi-label: a class's score
 is the fraction of the k neighbours that have it (predicted at >= 0.5).
 """
@@ -27,7 +27,7 @@ from mtquery.eval.splits import (
     spatial_split,
     typical_spacing_km,
 )
-from mtquery.store import top_k_rows, unit_rows
+from mtquery.vectors.store import top_k_rows, unit_rows
 
 KNN_KS = (1, 5, 20)
 MIN_SAMPLES = 10

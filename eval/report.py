@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mtquery.errors import DataError, UsageError
 from mtquery.eval.results import SCHEMA
-from mtquery.fsio import atomic_path, atomic_write_text
+from mtquery.io.fsio import atomic_path, atomic_write_text
 
 
 def expand(paths: list[str]) -> list[Path]:

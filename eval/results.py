@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtquery.fsio import atomic_write_text
+from mtquery.io.fsio import atomic_write_text
 
 SCHEMA = "mtquery-eval/1"
 PCA_POINTS = 4000

@@ -13,7 +13,7 @@ import numpy as np
 from mtquery.errors import DataError, UsageError
 from mtquery.eval import metrics
 from mtquery.eval.dataset import LabelledSet, sha256_lines
-from mtquery.store import top_k_rows, unit_rows
+from mtquery.vectors.store import top_k_rows, unit_rows
 
 
 def parse_ks(text: str | list[int]) -> list[int]:
@@ -33,7 +33,8 @@ def parse_ks(text: str | list[int]) -> list[int]:
 def exact_search(X: np.ndarray, q_idx: np.ndarray, K: int, exclude: np.ndarray | None = None,
                  batch: int = 256) -> tuple[np.ndarray, float]:
     """Top-K cosine neighbours of rows ``q_idx`` among all rows but the query itself (and rows
-    sharing its ``exclude`` key, when given), ranked by ``mtquery.store.top_k_rows``: ties go
+    sharing its ``exclude`` key, when given),
+    ranked by ``mtquery.vectors.store.top_k_rows``: ties go
     to the lower row index. Returns (indices (q, K), seconds)."""
     Xn = unit_rows(X)
     out = np.empty((len(q_idx), K), dtype=np.int64)
@@ -107,7 +108,7 @@ def mtquery_index_compare(ds: LabelledSet, q_idx: np.ndarray, exact: np.ndarray,
                           ks: list[int], idx) -> dict:
     """Recall@k of the dataset's mtquery ANN index (``mtquery index build``) against the exact
     top-k, searched among the evaluated rows only, and its latency per single query."""
-    from mtquery.index import search_index
+    from mtquery.vectors.index import search_index
 
     grows = _index_rows(ds, idx)
     order = np.argsort(grows)

@@ -19,7 +19,7 @@ from mtquery.eval.probe import run_probe
 from mtquery.eval.retrieval import parse_ks, run_retrieval
 from mtquery.eval.sampling import sample
 from mtquery.eval.splits import SPLITS
-from mtquery.session import open_session
+from mtquery.query.session import open_session
 
 
 def parse_seeds(text: str | list[int] | tuple[int, ...]) -> list[int]:
@@ -124,8 +124,8 @@ def linear_probe(dataset, labels, *, label_col: str | None = None, join: str = "
 
 def _mtquery_index(dataset):
     """The dataset's own ANN index (``mtquery index build``), checked fresh."""
-    from mtquery.datasets import resolve
-    from mtquery.index import find_index, load_index
+    from mtquery.io.datasets import resolve
+    from mtquery.vectors.index import find_index, load_index
 
     ds = resolve(dataset)
     path = find_index(ds)

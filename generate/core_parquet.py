@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtquery.datasets import is_remote
 from mtquery.errors import DataError
 from mtquery.generate.remote import open_remote
 from mtquery.generate.sample import NOMINAL_RES, Sample, SampleError
+from mtquery.io.datasets import is_remote
 
 META_COLUMNS = ("product_id", "grid_cell", "grid_row_u", "grid_col_r", "timestamp")
 

@@ -1,4 +1,5 @@
-"""``unique_id`` (docs/standard.md, "Output schema", same formula as :mod:`mtquery.ids`) with a
+"""``unique_id`` (docs/standard.md, "Output schema", same formula as
+:mod:`mtquery.standard.ids`) with a
 fast exact replacement of ``str(numpy_vector)``.
 
 numpy's ``str()`` of a 768-d float32 vector costs ~10-20 ms (two Dragon4 passes plus Python
@@ -16,7 +17,7 @@ import hashlib
 import numpy as np
 import shapely
 
-from mtquery.ids import NUMPY_PRINT_DEFAULTS
+from mtquery.standard.ids import NUMPY_PRINT_DEFAULTS
 
 try:  # the C function numpy's own printing calls; format_float_positional wraps it slowly
     from numpy._core.multiarray import dragon4_positional as _d4
@@ -82,7 +83,8 @@ def _numpy_str(v: np.ndarray) -> str:
 
 
 def fast_unique_ids(geometries, timestamps, product_ids, embeddings: np.ndarray) -> list[str]:
-    """Same values as :func:`mtquery.ids.unique_ids`, faster for vectors of <= 1000 values."""
+    """Same values as :func:`mtquery.standard.ids.unique_ids`, faster for vectors of <= 1000
+    values."""
     wkts = shapely.to_wkt(np.asarray(geometries, dtype=object), rounding_precision=-1,
                           trim=True) if len(geometries) else []
     out = []

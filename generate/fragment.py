@@ -18,7 +18,7 @@ import shapely
 from pyproj import Transformer
 
 from mtquery.errors import UsageError
-from mtquery.grid import cell_bounds
+from mtquery.standard.grid import cell_bounds
 
 #: Core window margins in metres (checked on 40 real Core-S2L2A samples): the image covers
 #: x0 - 340 .. x0 + 10,340 and y0 - 340 .. y0 + 10,340 around the cell's SW point (x0, y0).

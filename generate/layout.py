@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtquery.errors import UsageError
-from mtquery.fsio import atomic_write_text
+from mtquery.io.fsio import atomic_write_text
 
 META_DIR = "_mtquery"
 STATE_DIR = "state"

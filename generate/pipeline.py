@@ -26,7 +26,6 @@ from importlib import metadata as importlib_metadata
 import pyarrow.parquet as pq
 
 from mtquery.errors import DataError, UsageError
-from mtquery.fsio import atomic_path
 from mtquery.generate.family import get_family
 from mtquery.generate.layout import OutputDir, open_output
 from mtquery.generate.models import load_model
@@ -43,6 +42,7 @@ from mtquery.generate.unit import (  # noqa: F401  (re-exported: the pipeline's 
     pack_group,
     pack_sample,
 )
+from mtquery.io.fsio import atomic_path
 from mtquery.progress import ProgressCallback, emit
 
 TASK = "generate"

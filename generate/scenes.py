@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mtquery.datasets import is_remote
 from mtquery.errors import DataError, UsageError
 from mtquery.generate.remote import open_remote
 from mtquery.generate.sample import CORE_PX_10M, NOMINAL_RES, Sample
+from mtquery.io.datasets import is_remote
 
 _BAND_RE = re.compile(r"(?<![A-Za-z0-9])(B0[1-9]|B1[0-2]|B8A|VV|VH)(?![A-Za-z0-9])",
                       re.IGNORECASE)
@@ -53,7 +53,7 @@ class SceneInput:
         import rasterio
 
         from mtquery.generate.fragment import core_window_origin
-        from mtquery.grid import cells_in_bbox
+        from mtquery.standard.grid import cells_in_bbox
 
         if not self.files:
             raise DataError(f"{self.path}: no band files found (expected names with B01..B12, "

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtquery.datasets import is_remote
 from mtquery.errors import DataError, UsageError
 from mtquery.generate.core_parquet import CoreInput
 from mtquery.generate.scenes import SceneInput, band_of, scene_from_files, scene_from_stac
+from mtquery.io.datasets import is_remote
 
 Source = CoreInput | SceneInput
 

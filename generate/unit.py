@@ -26,7 +26,7 @@ from mtquery.generate.models import forward
 from mtquery.generate.registry import ModelSpec
 from mtquery.generate.sample import CORE_PX_10M, Sample, SampleError
 from mtquery.generate.sources import Source
-from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
+from mtquery.standard.schema import arrow_schema, embedding_array, with_geo_metadata
 
 
 @dataclass

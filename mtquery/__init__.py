@@ -11,8 +11,14 @@
 
 from mtquery.api import align, change, extract, info, knn, search
 from mtquery.errors import DataError, MTQueryError, UsageError
-from mtquery.grid import cell_bounds, cells_in_bbox, latlon_to_cell, latlon_to_rowcol, utm_epsg
-from mtquery.session import Session, connect, open_session
+from mtquery.query.session import Session, connect, open_session
+from mtquery.standard.grid import (
+    cell_bounds,
+    cells_in_bbox,
+    latlon_to_cell,
+    latlon_to_rowcol,
+    utm_epsg,
+)
 
 __version__ = "0.1.0"
 

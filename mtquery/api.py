@@ -1,6 +1,6 @@
 """The Python API: what the command line does, as functions returning ``pyarrow.Table``.
 
-Each takes ``dataset`` as anything ``mtquery.datasets.resolve`` accepts (path, directory,
+Each takes ``dataset`` as anything ``mtquery.io.datasets.resolve`` accepts (path, directory,
 glob, list, URL, catalog name; default ``$MTQUERY_DATASET`` or ``demo``) or an open
 ``Session`` (reused, not closed). Rows and columns equal the CLI's ``--format json`` output,
 plus ``geometry`` (WKB) for the fragment footprint."""
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from mtquery.filters import BBox, Filters
-from mtquery.session import DatasetArg, Session, open_session
+from mtquery.query.filters import BBox, Filters
+from mtquery.query.session import DatasetArg, Session, open_session
 
 BBoxArg = str | Sequence[float] | BBox | None
 TimeArg = str | dt.date | None
@@ -40,7 +40,7 @@ GEOMETRY_SQL = ("SELECT unique_id, ST_AsWKB(geometry) AS geometry FROM embedding
 
 def with_geometry(session: Session, table: pa.Table) -> pa.Table:
     """``table`` with a ``geometry`` column (WKB) looked up by unique_id."""
-    from mtquery.search_sql import run
+    from mtquery.query.search import run
 
     ids = table.column("unique_id").to_pylist()
     found = run(session, GEOMETRY_SQL, [ids]) if ids else None
@@ -55,7 +55,7 @@ def search(dataset: DatasetArg | Session = None, bbox: BBoxArg = None, start: Ti
            geometry: bool = True) -> pa.Table:
     """Fragments intersecting ``bbox`` (min_lon, min_lat, max_lon, max_lat) acquired in
     [``start``, ``end``] (UTC, inclusive) in grid ``cell``, by time, cell and id."""
-    from mtquery.search_sql import search as run_search
+    from mtquery.query.search import search as run_search
 
     filters = Filters.of(bbox, start, end, cell)
     with _session(dataset) as s:
@@ -77,9 +77,9 @@ def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
     ``not_ids``), ``vector``, a ``text`` or an ``image`` (embedded with the dataset's model,
     or ``model`` / ``weights``);
     among those passing ``bbox`` / ``start`` / ``end`` / ``cell``."""
-    from mtquery.filters import check_k
-    from mtquery.neighbours import knn as run_knn
-    from mtquery.resolve import resolve_query
+    from mtquery.query.filters import check_k
+    from mtquery.query.knn import knn as run_knn
+    from mtquery.query.resolve import resolve_query
 
     check_k(k)
     filters = Filters.of(bbox, start, end, cell)
@@ -93,7 +93,7 @@ def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
 
 def info(dataset: DatasetArg | Session = None) -> dict:
     """Rows, dimension, bbox, time range, grid cells, files and bytes of a dataset."""
-    from mtquery.describe import dataset_info
+    from mtquery.query.info import dataset_info
 
     with _session(dataset) as s:
         return dataset_info(s)
@@ -103,8 +103,8 @@ def change(dataset: DatasetArg | Session = None, *, before: str, after: str,
            bbox: BBoxArg = None, per_fragment: bool = False,
            limit: int | None = None) -> pa.Table:
     """Places ranked by how far their mean embedding moved from ``before`` to ``after``
-    (periods ``START..END``, inclusive UTC dates); see ``mtquery.temporal``."""
-    from mtquery.temporal import change as run_change
+    (periods ``START..END``, inclusive UTC dates); see ``mtquery.query.change``."""
+    from mtquery.query.change import change as run_change
 
     with _session(dataset) as s:
         return run_change(s, before, after, bbox, per_fragment, limit)
@@ -114,8 +114,8 @@ def align(dataset: DatasetArg | Session = None, *, other: str | Sequence[str],
           bbox: BBoxArg = None, limit: int | None = 1000, k: int = 10,
           vectors: bool = False) -> pa.Table:
     """The same fragments in ``dataset`` and another model's dataset ``other``, with the
-    neighbour agreement of the two models; see ``mtquery.crossmodel``."""
-    from mtquery.crossmodel import align as run_align
+    neighbour agreement of the two models; see ``mtquery.query.align``."""
+    from mtquery.query.align import align as run_align
 
     with _session(dataset) as s:
         return run_align(s, list(other) if not isinstance(other, str) else other, bbox,
@@ -127,9 +127,9 @@ def extract(dataset: DatasetArg = None, *, output: str | Path, bbox: BBoxArg = N
             index: bool = False, max_read: str | int | None = None,
             allow_full_scan: bool = False) -> dict:
     """Copy a region / time window of a (remote or local) dataset into ``output`` in the
-    optimised layout, reading only the row groups it needs; see ``mtquery.extraction``.
+    optimised layout, reading only the row groups it needs; see ``mtquery.io.extract``.
     Returns the manifest."""
-    from mtquery.extraction import extract as run_extract
+    from mtquery.io.extract import extract as run_extract
 
     return run_extract(dataset, output, bbox, start, end, cell, index=index,
                        max_read=max_read, allow_full_scan=allow_full_scan)

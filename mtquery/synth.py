@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
-from mtquery.fsio import atomic_path
-from mtquery.grid import latlon_to_rowcol, rowcol_bounds, rowcol_to_cell
-from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
+from mtquery.io.fsio import atomic_path
+from mtquery.standard.grid import latlon_to_rowcol, rowcol_bounds, rowcol_to_cell
+from mtquery.standard.schema import arrow_schema, embedding_array, with_geo_metadata
 
 #: (min_lon, min_lat, max_lon, max_lat) land regions the synthetic cells are drawn from
 REGIONS = (

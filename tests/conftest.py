@@ -21,7 +21,7 @@ def _private_vector_cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _fresh_footers():
     """Remote footers are cached per process: each test reads (and counts) its own."""
-    from mtquery.remote import clear_footer_cache
+    from mtquery.io.remote import clear_footer_cache
 
     clear_footer_cache()
 

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
-from mtquery.grid import latlon_to_rowcol, rowcol_to_cell
-from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
+from mtquery.standard.grid import latlon_to_rowcol, rowcol_to_cell
+from mtquery.standard.schema import arrow_schema, embedding_array, with_geo_metadata
 
 REGION = (-10.0, 40.0, 10.0, 50.0)  # min_lon, min_lat, max_lon, max_lat
 HALF = 0.01  # fragment half-size in degrees
@@ -71,6 +71,6 @@ def write(table: pa.Table, path, row_group_size: int | None = None) -> str:
 
 
 def vectors(table: pa.Table) -> np.ndarray:
-    from mtquery.schema import embedding_matrix
+    from mtquery.standard.schema import embedding_matrix
 
     return embedding_matrix(table.column("embedding"))

@@ -11,9 +11,9 @@ import synth
 
 import mtquery
 from mtquery.cli import main
-from mtquery.crossmodel import align
 from mtquery.errors import DataError
-from mtquery.schema import embedding_array
+from mtquery.query.align import align
+from mtquery.standard.schema import embedding_array
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def test_api_names_are_not_shadowed_by_modules():
 def test_examples_with_negatives_match_brute_force():
     import numpy as np
 
-    from mtquery.resolve import NEGATIVE_WEIGHT
+    from mtquery.query.resolve import NEGATIVE_WEIGHT
 
     s = mtquery.open_session("demo")
     rows = s.con.execute("SELECT unique_id, embedding FROM embeddings ORDER BY unique_id"

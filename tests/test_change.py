@@ -14,8 +14,8 @@ import synth
 import mtquery
 from mtquery.cli import main
 from mtquery.errors import DataError, UsageError
-from mtquery.schema import embedding_array
-from mtquery.temporal import change, parse_period
+from mtquery.query.change import change, parse_period
+from mtquery.standard.schema import embedding_array
 
 CHANGED = 5
 CELLS = 30

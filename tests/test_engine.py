@@ -10,9 +10,10 @@ import pytest
 import synth
 
 import mtquery
-from mtquery import datasets, session
 from mtquery.errors import DataError, UsageError
-from mtquery.session import extension_file, new_connection
+from mtquery.io import datasets
+from mtquery.query import session
+from mtquery.query.session import extension_file, new_connection
 
 
 def test_extensions_load_from_package_files():
@@ -137,7 +138,7 @@ def test_mixed_dimensions_within_file(tmp_path):
     t = t.set_column(t.schema.get_field_index("embedding"), "embedding", emb)
     pq.write_table(t, tmp_path / "m.parquet")
     s = mtquery.open_session(str(tmp_path / "m.parquet"))
-    from mtquery.search_sql import run
+    from mtquery.query.search import run
 
     with pytest.raises(DataError, match="mixed embedding dimensions|FLOAT"):
         run(s, "SELECT embedding FROM embeddings")

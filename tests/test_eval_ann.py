@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from mtquery.cli import main
-from mtquery.datasets import demo_path
+from mtquery.io.datasets import demo_path
 
 LABELS = Path(__file__).parent / "data" / "demo_labels" / "demo_labels.parquet"
 

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtquery.cli import main
-from mtquery.datasets import demo_path
 from mtquery.errors import DataError, UsageError
 from mtquery.eval import runner
 from mtquery.eval.dataset import load_labelled
+from mtquery.io.datasets import demo_path
 
 BEN = Path(__file__).parent / "data" / "bigearthnet" / "BigEarthNet-S2-Example"
 
@@ -178,7 +178,7 @@ def test_probe_cli_reproducible_and_self_describing(labels_dir, demo_info, tmp_p
     for key in ("command", "dataset", "labels", "config", "versions", "timings_s", "models"):
         assert key in a
     assert a["dataset"]["files"][0]["rows"] == demo_info["n"] == a["dataset"]["total_rows"]
-    # mtquery.store's fingerprint: resolved path, size, mtime and rows of each file
+    # mtquery.vectors.store's fingerprint: resolved path, size, mtime and rows of each file
     assert set(a["dataset"]["files"][0]) == {"path", "size", "mtime_ns", "rows"}
     assert a["dataset"]["files"][0]["path"] == str(Path(demo_path()).resolve())
     assert a["dataset"]["rows_used"] == (demo_info["n"] + 1) // 2

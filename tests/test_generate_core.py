@@ -23,8 +23,8 @@ from pyproj import Transformer
 
 from mtquery.generate import fragment_grid, fragment_offsets
 from mtquery.generate.fragment import core_window_origin
-from mtquery.pixel_order import detect_pixel_bbox_order
-from mtquery.schema import check_columns
+from mtquery.standard.pixel_order import detect_pixel_bbox_order
+from mtquery.standard.schema import check_columns
 
 DATA = Path(__file__).parent / "data"
 SCENE = DATA / "virginia_120m"
@@ -382,7 +382,7 @@ def test_bundled_demo_is_spectral_pipeline_output():
 
 
 def test_output_passes_mtquery_validate(spectral_run):
-    if importlib.util.find_spec("mtquery.validate") is None:
+    if importlib.util.find_spec("mtquery.io.validate") is None:
         pytest.skip("mtquery validate not available")
     r = _cli("validate", str(spectral_run))
     assert r.returncode == 0, r.stdout + r.stderr

@@ -185,7 +185,7 @@ def test_fast_unique_ids_equal_reference_formula():
     import shapely
 
     from mtquery.generate.fastids import fast_unique_ids, vector_str
-    from mtquery.ids import unique_ids
+    from mtquery.standard.ids import unique_ids
 
     rng = np.random.default_rng(3)
     for dim in (1, 5, 60, 768, 1000, 1001, 1152):

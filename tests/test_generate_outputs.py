@@ -80,7 +80,7 @@ def test_output_of_the_old_layout_is_adopted_by_a_rerun(core, tmp_path):
 
 def test_describe_finds_the_manifest_in_new_and_old_layouts(core, tmp_path):
     import mtquery
-    from mtquery.describe import manifest_of
+    from mtquery.query.info import manifest_of
 
     out = tmp_path / "o"
     generate("spectral", [str(core)], str(out), limit=1)

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from mtquery import grid
 from mtquery.errors import UsageError
+from mtquery.standard import grid
 
 
 class ReferenceGrid:

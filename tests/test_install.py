@@ -31,7 +31,7 @@ def test_wheel_install_finds_sql_files(tmp_path):
     # dependencies come from the test venv's site-packages (no .pth processing there, so the
     # editable mtquery of the test venv is not visible; the fresh install is)
     env = dict(os.environ, PYTHONPATH=sysconfig.get_paths()["purelib"])
-    code = ("import mtquery, mtquery.session as v; "
+    code = ("import mtquery, mtquery.query.session as v; "
             "assert 'fresh' in mtquery.__file__, mtquery.__file__; "
             "print(len(v.sql_files())); "
             "con = mtquery.connect('demo'); "

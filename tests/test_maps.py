@@ -112,7 +112,7 @@ def test_knn_map_draws_query_and_neighbours(tmp_path, capsys):
 
 def test_pca_colours_match_eval_pca():
     from mtquery.eval.results import pca_rgb as eval_pca
-    from mtquery.store import unit_rows
+    from mtquery.vectors.store import unit_rows
 
     x = np.random.default_rng(3).normal(size=(300, 12)).astype(np.float32)
     x[5] = 0.0

@@ -12,10 +12,10 @@ import synth
 
 import mtquery
 from mtquery.errors import DataError, UsageError
-from mtquery.exact import exact_knn
-from mtquery.filters import Filters, parse_bbox, parse_time_range
-from mtquery.resolve import QueryVector, query_from_id, query_from_point
-from mtquery.search_sql import search
+from mtquery.query.filters import Filters, parse_bbox, parse_time_range
+from mtquery.query.resolve import QueryVector, query_from_id, query_from_point
+from mtquery.query.search import search
+from mtquery.vectors.exact import exact_knn
 
 
 def _acquired(table):
@@ -126,7 +126,7 @@ def test_knn_empty_filter_gives_empty_result(small_dataset, use_cache):
 
 
 def test_vector_cache_follows_file_changes(tmp_path):
-    from mtquery.cache import stat_key as fingerprint
+    from mtquery.io.cache import stat_key as fingerprint
 
     path = tmp_path / "c.parquet"
     synth.write(synth.make_table(200, dim=8, seed=1), path)

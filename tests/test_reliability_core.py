@@ -75,7 +75,7 @@ def test_output_to_dev_null(capsys, small_dataset):
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
     pytest.importorskip("faiss")
-    from mtquery.index_build import BuildParams, build_index
+    from mtquery.vectors.build import BuildParams, build_index
 
     path = tmp_path_factory.mktemp("idx") / "d.parquet"
     synth.write(synth.make_table(6000, dim=16, seed=5), path)
@@ -84,9 +84,9 @@ def indexed(tmp_path_factory):
 
 
 def test_large_k_through_the_index_is_exact(indexed):
-    from mtquery.exact import exact_knn
-    from mtquery.neighbours import knn
-    from mtquery.resolve import QueryVector
+    from mtquery.query.knn import knn
+    from mtquery.query.resolve import QueryVector
+    from mtquery.vectors.exact import exact_knn
 
     s = mtquery.open_session(str(indexed))
     q = QueryVector(vector=np.random.default_rng(0).normal(size=16).astype(np.float32))
@@ -122,7 +122,7 @@ def test_staging_inside_a_dataset_is_not_read(tmp_path):
 
 
 def test_next_run_sweeps_dead_staging(tmp_path):
-    from mtquery.staging import STAGING, new_staging
+    from mtquery.io.staging import STAGING, new_staging
 
     dead = tmp_path / STAGING / "x-999999-0123abcd"
     dead.mkdir(parents=True)
@@ -158,7 +158,7 @@ def test_timestamptz_in_any_local_zone(tmp_path, tz):
 
 
 def test_offsets_are_applied(small_dataset):
-    from mtquery.filters import parse_time
+    from mtquery.query.filters import parse_time
 
     assert parse_time("2019-06-01T02:00:00+05:00")[0] == dt.datetime(2019, 5, 31, 21, 0)
     s = mtquery.open_session(small_dataset)
@@ -193,21 +193,21 @@ def test_text_file_as_vector(capsys, tmp_path):
 
 
 def test_knn_counts_skipped_invalid_vectors(tmp_path, caplog):
-    from mtquery.store import skipped_of
+    from mtquery.vectors.store import skipped_of
 
     t = synth.make_table(200, dim=8, seed=4)
     vec = np.asarray(t.column("embedding").to_pylist(), dtype=np.float32)
     vec[:3] = 0
     vec[3] = np.nan
-    from mtquery.schema import embedding_array
+    from mtquery.standard.schema import embedding_array
 
     t = t.set_column(t.schema.get_field_index("embedding"), "embedding",
                      embedding_array(vec))
     path = tmp_path / "z.parquet"
     pq.write_table(t, path)
     for use_cache in (True, False):
-        from mtquery.exact import exact_knn
-        from mtquery.resolve import QueryVector
+        from mtquery.query.resolve import QueryVector
+        from mtquery.vectors.exact import exact_knn
 
         s = mtquery.open_session(str(path))
         got = exact_knn(s, QueryVector(vector=np.ones(8, np.float32)), 500,

@@ -11,8 +11,8 @@ import synth
 
 from mtquery import info as dataset_info
 from mtquery import open_session
-from mtquery.describe import embedding_dims
 from mtquery.errors import DataError
+from mtquery.query.info import embedding_dims
 
 
 def _ragged(path, n=50, short=(7, 23, 31), layout="list", row_group_size=20):

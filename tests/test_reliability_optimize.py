@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import synth
 
-import mtquery.optimize as mo
+import mtquery.io.optimize as mo
 from mtquery import info as dataset_info
 from mtquery.errors import DataError, UsageError
-from mtquery.optimize import optimize
-from mtquery.staging import STAGING
-from mtquery.validate import validate
+from mtquery.io.optimize import optimize
+from mtquery.io.staging import STAGING
+from mtquery.io.validate import validate
 
 ROWS = 2000
 RG = 250
@@ -43,7 +43,7 @@ def _hidden(parent: Path) -> list[str]:
 
 KILL_AFTER_FIRST_ROW_GROUP = textwrap.dedent("""
     import os, signal, sys
-    import mtquery.optimize as mo
+    import mtquery.io.optimize as mo
 
     flush = mo._Writer._flush
 
@@ -204,7 +204,7 @@ def test_two_runs_same_output_loser_gets_one_line(raw, tmp_path, monkeypatch):
 def test_vectors_without_direction_are_kept_and_noted(tmp_path):
     """validate fails zero / NaN vectors; optimize copies them as they are (knn skips them,
     cosine_distance gives NULL) and says so instead of discarding the whole output."""
-    from mtquery.schema import embedding_array
+    from mtquery.standard.schema import embedding_array
 
     t = synth.make_table(n=300, dim=8, seed=4)
     m = synth.vectors(t).copy()

@@ -10,12 +10,12 @@ import synth
 from rangeserver import RangeServer
 
 import mtquery
-from mtquery.cost import ReadRefused, read_budget
-from mtquery.datasets import demo_path
-from mtquery.exact import exact_knn
-from mtquery.filters import Filters, parse_bbox
-from mtquery.resolve import QueryVector
-from mtquery.search_sql import search
+from mtquery.io.cost import ReadRefused, read_budget
+from mtquery.io.datasets import demo_path
+from mtquery.query.filters import Filters, parse_bbox
+from mtquery.query.resolve import QueryVector
+from mtquery.query.search import search
+from mtquery.vectors.exact import exact_knn
 
 
 @pytest.fixture(scope="module")

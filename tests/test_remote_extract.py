@@ -18,9 +18,9 @@ import pytest
 import shapely
 
 from mtquery.cli import main
-from mtquery.cost import ReadRefused
-from mtquery.extraction import extract
-from mtquery.staging import STAGING
+from mtquery.io.cost import ReadRefused
+from mtquery.io.extract import extract
+from mtquery.io.staging import STAGING
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def test_extract_resumes_after_kill_9(release, tmp_path):
     out = tmp_path / "band"
     script = textwrap.dedent(f"""
         import os, sys
-        from mtquery.extraction import extract
+        from mtquery.io.extract import extract
         def on_event(ev):
             if ev.message and "rows in the region" in ev.message:
                 os.kill(os.getpid(), 9)   # right after the first source file is done

@@ -12,8 +12,8 @@ from clirun import run
 from rangeserver import RangeServer
 from released import make_data
 
-from mtquery import remote
-from mtquery.staging import STAGING
+from mtquery.io import remote
+from mtquery.io.staging import STAGING
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 import synth
 
 import mtquery
-from mtquery.filters import (
+from mtquery.query.filters import (
     BBox,
     Filters,
     TimeRange,
@@ -22,7 +22,7 @@ from mtquery.filters import (
     prune_sql,
     timestamp_window,
 )
-from mtquery.search_sql import run, search
+from mtquery.query.search import run, search
 
 
 def test_centre_window_widens_and_gives_up_near_poles_and_the_antimeridian():

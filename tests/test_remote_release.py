@@ -17,10 +17,10 @@ from clirun import run
 from released import REPO
 
 import mtquery
-from mtquery import remote
-from mtquery.cost import ReadRefused, current_budget, parse_max_read, read_budget
-from mtquery.datasets import resolve
 from mtquery.errors import DataError, UsageError
+from mtquery.io import remote
+from mtquery.io.cost import ReadRefused, current_budget, parse_max_read, read_budget
+from mtquery.io.datasets import resolve
 
 
 def total(paths) -> int:

@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from mtquery import open_session
-from mtquery.datasets import resolve
 from mtquery.errors import DataError, UsageError
-from mtquery.index import load_index
-from mtquery.index_build import BuildParams, build_index
-from mtquery.optimize import optimize, row_groups_kept
-from mtquery.shards import ShardHits, merge_topk, open_shards, search_shards
+from mtquery.io.datasets import resolve
+from mtquery.io.optimize import optimize, row_groups_kept
 from mtquery.synth import SynthSpec, write
+from mtquery.vectors.build import BuildParams, build_index
+from mtquery.vectors.index import load_index
+from mtquery.vectors.shards import ShardHits, merge_topk, open_shards, search_shards
 
 pytest.importorskip("faiss")
 
@@ -61,7 +61,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_optimize_keeps_rows_and_validates(raw, opt):
-    from mtquery.validate import validate
+    from mtquery.io.validate import validate
 
     manifest = json.loads((opt / "_optimize.json").read_text())
     files = sorted(opt.glob("*.parquet"))
@@ -107,8 +107,8 @@ def test_optimize_prunes_row_groups(raw, opt):
     kept, total = row_groups_kept(sorted(opt.glob("*.parquet")), bbox)
     assert kept < total / 2
     assert row_groups_kept([raw], bbox) == (total, total)  # no covering column: no pruning
-    from mtquery.filters import Filters, parse_bbox
-    from mtquery.search_sql import search
+    from mtquery.query.filters import Filters, parse_bbox
+    from mtquery.query.search import search
 
     f = Filters(bbox=parse_bbox(BBOX))
     a = search(open_session(str(raw)), f, None).column("unique_id").to_pylist()
@@ -142,7 +142,7 @@ def test_optimize_never_overwrites(raw, opt, tmp_path, capsys):
 
 
 def test_optimize_failure_leaves_nothing(raw, tmp_path, monkeypatch):
-    import mtquery.optimize as mo
+    import mtquery.io.optimize as mo
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
@@ -300,7 +300,7 @@ def test_merge_topk_exact_and_ties():
 
 
 def test_shard_search_equals_global_exact(raw, tmp_path):
-    from mtquery.shards import build_per_file
+    from mtquery.vectors.shards import build_per_file
 
     table = pq.read_table(raw)
     d = tmp_path / "shards"
@@ -328,9 +328,9 @@ def test_shard_search_equals_global_exact(raw, tmp_path):
         ids, _ = search_shards(shards, q, 10)  # ANN per shard + merge
         assert len(set(ids.tolist()) & set(whole.exact(q, 10)[0].tolist())) >= 9
     # knn() serves a dataset with per-file indexes from its shards, rows and all
-    from mtquery.exact import exact_knn
-    from mtquery.neighbours import knn
-    from mtquery.resolve import QueryVector
+    from mtquery.query.knn import knn
+    from mtquery.query.resolve import QueryVector
+    from mtquery.vectors.exact import exact_knn
 
     s = open_session(str(d))
     q = QueryVector(vector=np.asarray(whole.vectors[3]))
@@ -342,7 +342,7 @@ def test_shard_search_equals_global_exact(raw, tmp_path):
 
 
 def test_search_index_interface(index):
-    from mtquery.index import search_index
+    from mtquery.vectors.index import search_index
 
     idx = load_index(index)
     q = np.asarray(idx.vectors[11])

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from mtquery.errors import DataError
-from mtquery.schema import arrow_schema, check_columns, embedding_matrix, embedding_type
+from mtquery.standard.schema import arrow_schema, check_columns, embedding_matrix, embedding_type
 
 
 def test_three_layouts_give_the_same_matrix():

@@ -10,10 +10,10 @@ import shapely
 import shapely.affinity
 import synth
 
-from mtquery.datasets import demo_path
 from mtquery.errors import DataError
-from mtquery.schema import embedding_array
-from mtquery.validate import validate
+from mtquery.io.datasets import demo_path
+from mtquery.io.validate import validate
+from mtquery.standard.schema import embedding_array
 
 
 def _status(report):

@@ -10,11 +10,11 @@ import pytest
 import synth
 
 import mtquery
-from mtquery.cache import cache_path, cached_store
 from mtquery.cli import main
-from mtquery.exact import exact_knn
-from mtquery.neighbours import knn
-from mtquery.resolve import QueryVector
+from mtquery.io.cache import cache_path, cached_store
+from mtquery.query.knn import knn
+from mtquery.query.resolve import QueryVector
+from mtquery.vectors.exact import exact_knn
 
 pytest.importorskip("faiss")
 
@@ -83,8 +83,8 @@ def test_concurrent_builders_both_succeed(tmp_path, monkeypatch):
     monkeypatch.setenv("MTQUERY_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "d.parquet"
     synth.write(synth.make_table(20000, dim=32, seed=2), data)
-    code = ("import sys, numpy as np, mtquery; from mtquery.exact import exact_knn;"
-            "from mtquery.resolve import QueryVector;"
+    code = ("import sys, numpy as np, mtquery; from mtquery.vectors.exact import exact_knn;"
+            "from mtquery.query.resolve import QueryVector;"
             f"s = mtquery.open_session({str(data)!r});"
             "t = exact_knn(s, QueryVector(vector=np.ones(32, np.float32)), 3);"
             "print(','.join(t.column('unique_id').to_pylist()))")

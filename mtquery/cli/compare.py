@@ -34,9 +34,9 @@ def change(
     change first. Cells seen in one period only are left out (and counted)."""
     from mtquery.cli.options import check_output, session_for, show_sql
     from mtquery.cli.output import write_rows
-    from mtquery.filters import check_limit, parse_bbox
-    from mtquery.temporal import change as run_change
-    from mtquery.temporal import change_sql, parse_period
+    from mtquery.query.change import change as run_change
+    from mtquery.query.change import change_sql, parse_period
+    from mtquery.query.filters import check_limit, parse_bbox
 
     check_output(fmt, output)
     check_limit(limit)
@@ -67,9 +67,9 @@ def align(
     models share. SQL: SELECT * FROM aligned('other/*.parquet')."""
     from mtquery.cli.options import check_output, session_for, show_sql
     from mtquery.cli.output import write_rows
-    from mtquery.crossmodel import align as run_align
-    from mtquery.crossmodel import align_sql
-    from mtquery.filters import check_k, check_limit, parse_bbox
+    from mtquery.query.align import align as run_align
+    from mtquery.query.align import align_sql
+    from mtquery.query.filters import check_k, check_limit, parse_bbox
 
     check_output(fmt, output)
     check_limit(limit)

@@ -57,10 +57,10 @@ def extract(
     parallel range reads; the output has the optimised layout (as 'mtquery optimize') and
     is published at once. A rerun after an interruption resumes file by file."""
     from mtquery.cli.progress import progress_bar
-    from mtquery.cost import ReadRefused, human
-    from mtquery.extraction import extract as run_extract
-    from mtquery.extraction import extract_plan
-    from mtquery.filters import Filters
+    from mtquery.io.cost import ReadRefused, human
+    from mtquery.io.extract import extract as run_extract
+    from mtquery.io.extract import extract_plan
+    from mtquery.query.filters import Filters
 
     source = pick(dataset_arg, dataset, "DATASET", "--dataset")
     if source is None:

@@ -66,7 +66,7 @@ def build(
     """Build (or rebuild) the approximate kNN index of a local dataset. Its vector store also
     serves exact scans ('mtquery knn --exact')."""
     from mtquery.cli.progress import progress_bar
-    from mtquery.index_build import BuildParams, build_index
+    from mtquery.vectors.build import BuildParams, build_index
 
     ds = pick(dataset_arg, dataset, "DATASET", "--dataset")
     if ds is None:
@@ -78,7 +78,7 @@ def build(
     if per_file:
         from dataclasses import asdict
 
-        from mtquery.shards import build_per_file
+        from mtquery.vectors.shards import build_per_file
 
         if out is not None:
             raise UsageError("--per-file writes each index beside its file; leave out --output")
@@ -103,8 +103,8 @@ def info(
     index_dir: IndexDirAlias = None,
 ) -> None:
     """Show an index's parameters, sizes and calibration; with DATASET, check it is fresh."""
-    from mtquery.datasets import resolve
-    from mtquery.index import default_index_dir, index_info, load_index
+    from mtquery.io.datasets import resolve
+    from mtquery.vectors.index import default_index_dir, index_info, load_index
 
     ds_spec = pick(dataset_arg, dataset, "DATASET", "--dataset")
     path = pick(index, index_dir, "--index", "--index-dir")

@@ -33,8 +33,8 @@ def map_cmd(
     """Draw the fragments in --bbox / --start / --end as filled footprints, one panel per
     separate region, each fitted to its region (aspect corrected for latitude), with a title
     and a scale bar."""
-    from mtquery.filters import Filters, check_limit
     from mtquery.maps import check_map_path, dataset_map, save
+    from mtquery.query.filters import Filters, check_limit
 
     check_map_path(output)
     Filters.of(bbox, start, end, cell)

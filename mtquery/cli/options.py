@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from mtquery.errors import UsageError
-from mtquery.session import Session, open_session
+from mtquery.query.session import Session, open_session
 
 DATASET_HELP = ("File, directory, glob, comma-separated list (URLs too), @list.txt (one path or "
                 "URL a line), URL (https://, hf://) or catalog name (demo, siglip, dinov2, "
@@ -134,7 +134,7 @@ def session_for(dataset: str | None, all_extensions: bool = False,
                 read_only: bool = False, models: bool = False) -> Session:
     """A session for a one-shot query command (pandas hidden, see ``_NoPandas``, unless the
     command runs a model: torch probes for pandas)."""
-    from mtquery.session import EXTENSIONS
+    from mtquery.query.session import EXTENSIONS
 
     if not models:
         hide_pandas()
@@ -150,9 +150,9 @@ def cost_first(dataset: str | None, filters: object, kind: str, *, dry_run: bool
     within --max-read (else one line with the estimate and the ways out); None after
     --dry-run printed the plan (the command then stops). The budget stays set for the
     library's own checks until the command ends (``main`` runs each in its own context)."""
-    from mtquery.cost import ReadRefused, check, footers_of, plan, use_budget
-    from mtquery.datasets import resolve
     from mtquery.errors import DataError
+    from mtquery.io.cost import ReadRefused, check, footers_of, plan, use_budget
+    from mtquery.io.datasets import resolve
 
     budget = use_budget(max_read, allow_full_scan)
     ds = resolve(dataset)

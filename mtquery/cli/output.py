@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mtquery.errors import UsageError
-from mtquery.fsio import atomic_path, atomic_write_text
+from mtquery.io.fsio import atomic_path, atomic_write_text
 
 Format = Literal["table", "json", "csv", "parquet", "geojson"]
 FORMATS = ("table", "json", "csv", "parquet", "geojson")

@@ -58,8 +58,8 @@ def cell(
     output: OutputOpt = None,
 ) -> None:
     """The Major TOM grid cell holding a point, with its bounds and UTM zone."""
-    from mtquery import grid
-    from mtquery.filters import check_lat, check_lon
+    from mtquery.query.filters import check_lat, check_lon
+    from mtquery.standard import grid
 
     check_output(fmt, output)
     la, lo = check_lat(lat), check_lon(lon)
@@ -82,8 +82,8 @@ def info(
 ) -> None:
     """Rows, dimension, bbox, time range, files and bytes of a dataset (of a remote one, from
     its Parquet footers alone)."""
-    from mtquery.datasets import resolve
-    from mtquery.describe import dataset_info, remote_info
+    from mtquery.io.datasets import resolve
+    from mtquery.query.info import dataset_info, remote_info
 
     if fmt not in ("table", "json"):
         raise UsageError(f"info --format must be table or json (got {fmt!r})")
@@ -113,7 +113,7 @@ def validate(
 ) -> None:
     """Check files against the Major TOM embedding standard; exit 0 only if all checks pass."""
     from mtquery.cli.progress import progress_bar
-    from mtquery.validate import validate as run_validate
+    from mtquery.io.validate import validate as run_validate
 
     if fmt not in ("table", "json"):
         raise UsageError(f"validate --format must be table or json (got {fmt!r})")
@@ -159,7 +159,7 @@ def sql(
 
     This is a full DuckDB: without --read-only, a statement may write files (COPY ... TO),
     attach databases and read any file this user can read."""
-    from mtquery.search_sql import run
+    from mtquery.query.search import run
 
     check_output(fmt, output)
     session = session_for(dataset, all_extensions=True,  # users may call vss functions
@@ -186,8 +186,8 @@ def search(
 ) -> None:
     """Fragments whose geometry intersects --bbox and whose acquisition date is in
     [--start, --end] (inclusive, UTC)."""
-    from mtquery.filters import Filters, check_limit
-    from mtquery.search_sql import run, search_sql
+    from mtquery.query.filters import Filters, check_limit
+    from mtquery.query.search import run, search_sql
 
     check_output(fmt, output)
     filters = Filters.of(bbox, start, end, cell)
@@ -258,10 +258,10 @@ def knn(
     """Cosine nearest neighbours of a point's fragment, a unique_id, several ids or a vector:
     through the dataset's index when one was built ('mtquery index build'), else (or --exact)
     an exact scan."""
-    from mtquery.exact import scan_sql
-    from mtquery.filters import Filters, check_k
-    from mtquery.neighbours import knn as run_knn
-    from mtquery.resolve import point_query_params, point_query_sql, resolve_query
+    from mtquery.query.filters import Filters, check_k
+    from mtquery.query.knn import knn as run_knn
+    from mtquery.query.resolve import point_query_params, point_query_sql, resolve_query
+    from mtquery.vectors.exact import scan_sql
 
     check_output(fmt, output)
     check_k(k)
@@ -276,7 +276,7 @@ def knn(
     filters = Filters.of(bbox, start, end, cell)
     point = None
     if lat is not None and lon is not None:
-        from mtquery.filters import check_lat, check_lon
+        from mtquery.query.filters import check_lat, check_lon
 
         point = (check_lat(lat), check_lon(lon))
     ds = cost_first(dataset, filters, "knn", dry_run=dry_run, max_read=max_read,

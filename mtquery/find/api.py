@@ -187,9 +187,9 @@ def gather_labels(session: Session, filters: Filters, labels: str | Path | None,
     else:
         table, info = id_labels(session, list(positives or ()), list(negatives or ()))
     pos = int(table.column("y").to_numpy().sum())
-    neg = table.num_rows - pos
-    if background is None and neg == 0 and pos > 0:
+    if background is None and pos > 0:
         background = max(BACKGROUND_MIN, BACKGROUND_PER_POSITIVE * pos)
+    table = table.append_column("background", pa.array(np.zeros(table.num_rows, bool)))
     if background:
         labelled = set(table.column("unique_id").to_pylist())
         extra = draw_background(session, filters, background, labelled, seed)

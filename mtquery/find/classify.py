@@ -27,6 +27,8 @@ log = logging.getLogger("mtquery")
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 MAX_FOLDS = 5
+import os
+PU_ROUNDS = int(os.environ.get('PU_ROUNDS', '3'))
 SEED = 0
 
 
@@ -52,12 +54,21 @@ def _estimator(C: float):
     return LogisticRegression(C=C, class_weight="balanced", max_iter=500, tol=1e-4)
 
 
-def spatial_groups(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, int]:
-    """H3 cell of each example at the eval split's resolution, and that resolution."""
+def spatial_groups(lat: np.ndarray, lon: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
+    """H3 cell of each example and the resolution: the eval split's (hexagons about twice
+    the examples' typical spacing), made finer while the positives (or the negatives) all
+    share one cell, which no blocked fold could hold out and train on at once."""
     from mtquery.eval.splits import choose_h3_resolution, h3_cells
 
-    res, _ = choose_h3_resolution(np.asarray(lat, float), np.asarray(lon, float))
-    return h3_cells(np.asarray(lat, float), np.asarray(lon, float), res), res
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    res, _ = choose_h3_resolution(lat, lon)
+    while True:
+        cells = h3_cells(lat, lon, res)
+        spread = [len(set(cells[y == c].tolist())) >= min(2, int((y == c).sum()))
+                  for c in (0, 1)]
+        if all(spread) or res >= 15:
+            return cells, res
+        res += 1
 
 
 def folds(y: np.ndarray, groups: np.ndarray, seed: int = SEED) -> list[tuple[np.ndarray,
@@ -81,53 +92,79 @@ def folds(y: np.ndarray, groups: np.ndarray, seed: int = SEED) -> list[tuple[np.
 
 
 def best_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """(threshold, F1) maximising F1 of ``p >= threshold``; the threshold sits midway between
-    the lowest probability the best cut keeps and the next lower one."""
-    order = np.argsort(-p, kind="stable")
-    ps, ys = p[order], y[order]
-    tp = np.cumsum(ys)
-    fp = np.cumsum(1 - ys)
-    pos = max(int(y.sum()), 1)
-    last = np.r_[ps[1:] != ps[:-1], True]  # cut only between distinct probabilities
-    f1 = np.where(last, 2 * tp / (tp + fp + pos), -1.0)
-    i = int(np.argmax(f1))
-    below = ps[i + 1] if i + 1 < len(ps) else 0.0
-    return float((ps[i] + below) / 2), float(f1[i])
+    """(threshold, F1): the threshold maximising the expected F1 of ``p >= threshold`` when
+    each held-out probability stands for its neighbourhood (in logit space, a normal kernel
+    of Silverman's width per class). With a handful of positives the plain F1 curve is a
+    step function set by the single lowest positive and highest negative; the smoothed one
+    weighs how the classes spread."""
+    from math import erf, sqrt
+
+    q = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    z = np.log(q / (1 - q))
+    pos, neg = z[y == 1], z[y == 0]
+    if not len(pos) or not len(neg):
+        return 0.5, float("nan")
+
+    import os
+    kind = os.environ.get("FIND_WIDTH", "silverman")
+
+    def width(v: np.ndarray) -> float:
+        sd = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+        if kind == "sd":
+            return max(sd, 0.05)
+        return max(1.06 * sd * len(v) ** -0.2, 0.05)
+
+    grid = np.linspace(z.min() - 1.0, z.max() + 1.0, 801)
+    cdf = np.vectorize(lambda u: 0.5 * (1 + erf(u / sqrt(2))))
+    tp = cdf((pos[:, None] - grid) / width(pos)).sum(axis=0)
+    fp = cdf((neg[:, None] - grid) / width(neg)).sum(axis=0)
+    f1 = 2 * tp / (tp + fp + len(pos))
+    best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+    t = float(grid[best].mean())
+    pred = z >= t
+    hit = int((pred & (y == 1)).sum())
+    f1_emp = 2 * hit / (int(pred.sum()) + len(pos))
+    return float(1 / (1 + np.exp(-t))), float(f1_emp)
 
 
-def cross_validate(labels: Labels, seed: int = SEED) -> tuple[float, dict, np.ndarray | None]:
-    """(C, metrics, out-of-fold probabilities of that C) by spatially blocked CV."""
+def cross_validate(labels: Labels, seed: int = SEED
+                   ) -> tuple[float, dict, np.ndarray | None, list]:
+    """(C, metrics, out-of-fold probabilities of that C, its fold models as (coef,
+    intercept)) by spatially blocked CV."""
     from sklearn.metrics import average_precision_score, log_loss
 
-    groups, res = spatial_groups(labels.lat, labels.lon)
     y, x = labels.y.astype(int), labels.vectors
+    groups, res = spatial_groups(labels.lat, labels.lon, y)
     splits = folds(y, groups, seed)
-    info = {"folds": len(splits), "h3_resolution": int(res),
-            "h3_cells": int(len(set(groups.tolist())))}
-    if not splits:
-        log.warning("too few examples in separate places for a spatial cross-validation "
-                    "(%d positive, %d negative in %d H3 cells): C=1, threshold 0.5",
-                    labels.positives, labels.negatives, info["h3_cells"])
-        return 1.0, info, None
     held = np.zeros(len(y), bool)
     for _, te in splits:
         held[te] = True
+    info = {"folds": len(splits), "h3_resolution": int(res),
+            "h3_cells": int(len(set(groups.tolist())))}
+    if len(splits) < 2 or not 0 < y[held].sum() < held.sum():
+        log.warning("too few examples in separate places for a spatial cross-validation "
+                    "(%d positive, %d negative in %d H3 cells): C=1, threshold 0.5",
+                    labels.positives, labels.negatives, info["h3_cells"])
+        info["folds"] = 0
+        return 1.0, info, None, []
     best = None
     for C in C_GRID:
         oof = np.full(len(y), np.nan)
+        models = []
         for tr, te in splits:
             m = _estimator(C).fit(x[tr], y[tr])
             oof[te] = m.predict_proba(x[te])[:, 1]
+            models.append((m.coef_[0].astype(np.float64), float(m.intercept_[0])))
         yy, pp = y[held], oof[held]
-        ap = float(average_precision_score(yy, pp)) if 0 < yy.sum() < len(yy) else float("nan")
+        ap = float(average_precision_score(yy, pp))
         loss = float(log_loss(yy, np.clip(pp, 1e-6, 1 - 1e-6), labels=[0, 1]))
-        key = (-np.nan_to_num(ap, nan=-1.0), loss)
+        key = (-ap, loss)
         if best is None or key < best[0]:
-            best = (key, C, ap, loss, oof)
-    _, C, ap, loss, oof = best
+            best = (key, C, ap, loss, oof, models)
+    _, C, ap, loss, oof, models = best
     info.update({"C": C, "average_precision": ap, "log_loss": loss,
                  "examples_held_out": int(held.sum())})
-    return C, info, oof
+    return C, info, oof, models
 
 
 def fit(labels: Labels, threshold: float | None = None, seed: int = SEED) -> LinearModel:
@@ -137,7 +174,22 @@ def fit(labels: Labels, threshold: float | None = None, seed: int = SEED) -> Lin
         raise DataError(f"the labels hold one class only ({labels.positives} positive, "
                         f"{labels.negatives} negative fragments); give examples of both, or "
                         "only positives with background negatives", "labels")
-    C, cv, oof = cross_validate(labels, seed)
+    C, cv, oof, models = cross_validate(labels, seed)
+    dropped = 0
+    for _ in range(PU_ROUNDS):
+        # background fragments the held-out models put above the cut are most likely
+        # unlabelled positives: leave them out and cross-validate again
+        if oof is None or not labels.background.any():
+            break
+        y, held = labels.y.astype(int), np.isfinite(oof)
+        cut, _ = best_threshold(y[held], oof[held])
+        suspect = labels.background & held & (oof >= cut)
+        if not suspect.any() or not (labels.background & ~suspect).any():
+            break
+        labels = labels.subset(~suspect)
+        dropped += int(suspect.sum())
+        C, cv, oof, models = cross_validate(labels, seed)
+    cv["background_dropped"] = dropped
     y = labels.y.astype(int)
     if oof is not None:
         held = np.isfinite(oof)
@@ -151,6 +203,11 @@ def fit(labels: Labels, threshold: float | None = None, seed: int = SEED) -> Lin
     else:
         t = 0.5 if threshold is None else threshold
     cv.update({"positives": labels.positives, "negatives": labels.negatives})
+    import os
+    if models and os.environ.get("FIND_ENSEMBLE"):
+        coef = np.mean([c for c, _ in models], axis=0)
+        b = float(np.mean([i for _, i in models]))
+        return LinearModel(coef=coef, intercept=b, threshold=float(t), C=float(C), cv=cv)
     m = _estimator(C).fit(labels.vectors, y)
     return LinearModel(coef=m.coef_[0].astype(np.float64), intercept=float(m.intercept_[0]),
                        threshold=float(t), C=float(C), cv=cv)

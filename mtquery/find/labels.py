@@ -37,6 +37,15 @@ class Labels:
     lon: np.ndarray
     vectors: np.ndarray
     info: dict = field(default_factory=dict)
+    background: np.ndarray | None = None  # bool: drawn at random from the region
+
+    def __post_init__(self) -> None:
+        if self.background is None:
+            self.background = np.zeros(len(self.y), bool)
+
+    def subset(self, keep: np.ndarray) -> Labels:
+        return Labels(self.unique_id[keep], self.y[keep], self.lat[keep], self.lon[keep],
+                      self.vectors[keep], self.info, self.background[keep])
 
     @property
     def positives(self) -> int:
@@ -176,7 +185,8 @@ def background(session: Session, filters: Filters, count: int, exclude: set[str]
         ids = np.asarray(t.column("unique_id").to_pylist(), dtype=object)
         t = t.filter(pa.array(~np.isin(ids, np.asarray(sorted(exclude), dtype=object))))
     t = t.slice(0, count)
-    return t.append_column("y", pa.array(np.zeros(t.num_rows), pa.int8()))
+    t = t.append_column("y", pa.array(np.zeros(t.num_rows), pa.int8()))
+    return t.append_column("background", pa.array(np.ones(t.num_rows, bool)))
 
 
 def attach_vectors(session: Session, table: pa.Table) -> tuple[pa.Table, np.ndarray]:
@@ -218,4 +228,6 @@ def as_labels(table: pa.Table, vectors: np.ndarray, info: dict) -> Labels:
                   y=table.column("y").to_numpy().astype(np.int8),
                   lat=table.column("centre_lat").to_numpy(zero_copy_only=False).astype(float),
                   lon=table.column("centre_lon").to_numpy(zero_copy_only=False).astype(float),
-                  vectors=vectors, info=info)
+                  vectors=vectors, info=info,
+                  background=(table.column("background").to_numpy(zero_copy_only=False)
+                              .astype(bool) if "background" in table.column_names else None))

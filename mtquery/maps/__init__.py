@@ -18,15 +18,15 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import UsageError
-from mtquery.filters import Filters
 from mtquery.maps.data import MAP_LIMIT, Colours, map_table, pca_rgb, value_colours, vectors
 from mtquery.maps.draw import Layer, footprint_rings, render, square_rings
-from mtquery.session import DatasetArg, Session
+from mtquery.query.filters import Filters
+from mtquery.query.session import DatasetArg, Session
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from mtquery.resolve import QueryVector
+    from mtquery.query.resolve import QueryVector
 
 __all__ = ["MAP_LIMIT", "check_map_path", "dataset_map", "knn_map", "points_map", "render",
            "save", "table_map"]
@@ -50,7 +50,7 @@ def save(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix) atomically and close it."""
     import matplotlib.pyplot as plt
 
-    from mtquery.fsio import atomic_path, atomic_write_text
+    from mtquery.io.fsio import atomic_path, atomic_write_text
 
     p = check_map_path(path)
     try:

@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import UsageError
-from mtquery.filters import Filters
-from mtquery.session import Session
+from mtquery.query.filters import Filters
+from mtquery.query.session import Session
 
 log = logging.getLogger("mtquery")
 
@@ -27,7 +27,7 @@ BASE = ("unique_id", "centre_lat", "centre_lon", "ST_AsWKB(geometry) AS geometry
 
 def colour_columns(session: Session) -> list[str]:
     """Columns of the ``embeddings`` view a map can be coloured by."""
-    from mtquery.search_sql import run
+    from mtquery.query.search import run
 
     rows = run(session, "DESCRIBE embeddings").to_pylist()
     return [r["column_name"] for r in rows if r["column_name"] not in NOT_COLOURS]
@@ -48,7 +48,7 @@ def map_table(session: Session, filters: Filters, color: str = "pca",
               limit: int = MAP_LIMIT) -> pa.Table:
     """unique_id, centre_lat, centre_lon, geometry (WKB) and ``embedding`` (``pca``) or
     ``value`` (a column) of the fragments passing ``filters``, at most ``limit``."""
-    from mtquery.search_sql import search
+    from mtquery.query.search import search
 
     color = check_color(session, color)
     extra = "embedding" if color == "pca" else f'"{color}" AS value'
@@ -74,7 +74,7 @@ def pca_rgb(x: np.ndarray, seed: int = 0) -> np.ndarray:
     to [0, 1] between its 2nd and 98th percentile. A component's sign makes its largest
     loading positive, so colours do not depend on the SVD routine. Zero / invalid vectors
     are grey."""
-    from mtquery.store import unit_rows
+    from mtquery.vectors.store import unit_rows
 
     out = np.tile(np.asarray(MISSING), (len(x), 1))
     if len(x) == 0:

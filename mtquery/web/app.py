@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from mtquery.errors import MTQueryError, UsageError
-from mtquery.session import Session
+from mtquery.query.session import Session
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -50,8 +50,8 @@ MEDIA = {"json": "application/json", "geojson": "application/geo+json",
 def text_model(session: Session) -> str | None:
     """The dataset's model when it has a text tower (and the ``models`` extra is here)."""
     try:
-        from mtquery.encode import dataset_model
         from mtquery.generate.models import text_models
+        from mtquery.query.encode import dataset_model
 
         name = dataset_model(session)
         return name if name in text_models() else None
@@ -168,7 +168,7 @@ class Service:
 
     def search(self, params: Params, geometry: bool) -> pa.Table:
         from mtquery.api import search
-        from mtquery.filters import check_limit
+        from mtquery.query.filters import check_limit
 
         limit = params.integer("limit", 100)
         check_limit(limit)
@@ -179,7 +179,7 @@ class Service:
         """The fragment a click or an id names, as a GeoJSON feature."""
         from mtquery.api import with_geometry
         from mtquery.cli.output import geojson_dict
-        from mtquery.resolve import resolve_query
+        from mtquery.query.resolve import resolve_query
 
         def run() -> dict:
             q = resolve_query(self.session, lat=params.number("lat"), lon=params.number("lon"),
@@ -201,7 +201,7 @@ class Service:
     def _compute_coverage(self) -> dict:
         from mtquery.api import search
         from mtquery.cli.output import geojson_dict
-        from mtquery.search_sql import run
+        from mtquery.query.search import run
 
         info = self._info or {}
         rows, cells = int(info.get("rows") or 0), int(info.get("grid_cells") or 0)

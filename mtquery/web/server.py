@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mtquery.errors import DataError, UsageError
-from mtquery.session import DatasetArg, Session, open_session
+from mtquery.query.session import DatasetArg, Session, open_session
 from mtquery.web.app import Service, create_app
 
 if TYPE_CHECKING:

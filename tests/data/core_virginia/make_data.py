@@ -52,7 +52,7 @@ def build(out_dir: str | Path, n_cells: int = 9, marker: dict | None = None,
     scene = scene_from_files(str(SCENE), sorted(str(p) for p in SCENE.glob("B*.tif")),
                               PRODUCT_ID, TIMESTAMP)
     from mtquery.generate.fragment import core_window_origin
-    from mtquery.grid import cells_in_bbox, latlon_to_cell  # noqa: F401
+    from mtquery.standard.grid import cells_in_bbox, latlon_to_cell  # noqa: F401
 
     names, rows, cols = cells_in_bbox(-75.73, 37.58, -75.51, 37.76)
     scene.cells = [(str(n), int(r), int(c), core_window_origin(str(n), scene.crs))

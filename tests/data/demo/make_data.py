@@ -10,7 +10,7 @@ Sentinel-2 imagery from ``shared/data``, every full Major TOM Core window
   100 m pixels resampled to the 10 m window grid, EPSG:32629): 98 cells of desert.
 
 25 fragments of 224 px per window (2,475 rows). Deterministic (no randomness): same inputs,
-same file. Standard-conformant GeoParquet (mtquery.schema columns, ``geo`` metadata).
+same file. Standard-conformant GeoParquet (mtquery.standard.schema columns, ``geo`` metadata).
 
     python tests/data/demo/make_data.py [--shared ../shared/data] [--out mtquery/data/demo.parquet]
 """
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import shapely
 
 from mtquery.generate.pipeline import generate
-from mtquery.schema import with_geo_metadata
+from mtquery.standard.schema import with_geo_metadata
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]

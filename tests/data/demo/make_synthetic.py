@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import shapely
 
 from mtquery.generate.fragment import core_window_origin, fragment_footprints, fragment_grid
-from mtquery.ids import unique_ids
-from mtquery.schema import arrow_schema, embedding_array, with_geo_metadata
+from mtquery.standard.ids import unique_ids
+from mtquery.standard.schema import arrow_schema, embedding_array, with_geo_metadata
 
 HERE = Path(__file__).resolve().parent
 META = HERE / "core_s2l2a_geotransform_sample.csv"

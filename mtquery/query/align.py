@@ -1,0 +1,65 @@
+"""Align two datasets of different models fragment by fragment (``grid_cell``,
+``product_id``, ``pixel_bbox``; ``unique_id`` differs across models), so what two models see
+at a place can be compared: the SQL table macro ``aligned(other)`` (sql/60_align.sql) and
+``align`` below, which adds, per pair, how many of each model's k nearest neighbours (among
+the aligned fragments) are the same fragments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from mtquery.errors import DataError
+from mtquery.io.datasets import resolve
+from mtquery.query.filters import BBox, Filters, parse_bbox, where_sql
+from mtquery.query.search import run
+from mtquery.query.session import Session
+
+PAIR_COLUMNS = ("grid_cell", "product_id", "pixel_bbox", "timestamp", "centre_lat",
+                "centre_lon", "unique_id", "other_unique_id")
+
+
+def align_sql(bbox: BBox | None, has_bbox_column: bool, limit: int | None) -> tuple[str, list]:
+    """Aligned pairs inside ``bbox``; parameters: the other dataset's files, then the box."""
+    where, params = where_sql(Filters(bbox=bbox), has_bbox_column)
+    cols = ", ".join(f'a."{c}"' for c in PAIR_COLUMNS)
+    sql = (f"SELECT {cols}, a.embedding, a.other_embedding\n"
+           "FROM aligned(?) a\n"
+           "JOIN (SELECT unique_id FROM embeddings " + where + ") f USING (unique_id)\n"
+           "ORDER BY a.grid_cell, a.product_id, a.pixel_bbox")
+    if limit is not None:
+        sql += "\nLIMIT ?"
+    return sql, [*params, *([limit] if limit is not None else [])]
+
+
+def align(session: Session, other: str | list[str], bbox: str | BBox | None = None,
+          limit: int | None = None, k: int = 10, vectors: bool = False) -> pa.Table:
+    """Pairs of the same fragment in ``session``'s dataset and ``other``; ``agreement@k``:
+    the share of each fragment's k nearest neighbours (cosine, among the pairs returned)
+    that both models agree on. ``vectors`` keeps both embeddings."""
+    from mtquery.standard.schema import embedding_matrix
+    from mtquery.vectors.store import top_k_rows, unit_rows
+
+    ds = resolve(other)
+    if ds.remote:
+        raise DataError("align reads the other dataset locally; download it first", "other")
+    sql, params = align_sql(parse_bbox(bbox), session.shape.has_bbox, limit)
+    t = run(session, sql, [list(ds.sources), *params])
+    if t.num_rows == 0:
+        raise DataError(f"no fragment of {session.dataset.name} has a counterpart in "
+                        f"{ds.name} (same grid_cell, product_id, pixel_bbox)", "other")
+    a = unit_rows(embedding_matrix(t.column("embedding")))
+    b = unit_rows(embedding_matrix(t.column("other_embedding")))
+    kk = min(k, t.num_rows - 1)
+    if kk > 0:
+        sa, sb = np.nan_to_num(a @ a.T, nan=-2.0), np.nan_to_num(b @ b.T, nan=-2.0)
+        np.fill_diagonal(sa, -np.inf)
+        np.fill_diagonal(sb, -np.inf)
+        na, _ = top_k_rows(sa, kk)
+        nb, _ = top_k_rows(sb, kk)
+        agree = np.array([len(set(x) & set(y)) / kk for x, y in zip(na.tolist(),
+                                                                     nb.tolist())])
+    else:
+        agree = np.full(t.num_rows, np.nan)
+    out = t if vectors else t.drop_columns(["embedding", "other_embedding"])
+    return out.append_column(f"agreement@{k}", pa.array(agree, pa.float64()))

@@ -1,0 +1,64 @@
+"""Search by place, time and cell: the SQL (pure functions, bound parameters) and its runner."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from mtquery.errors import DataError
+from mtquery.query.filters import Filters, check_limit, where_sql
+from mtquery.query.session import Session, describe_error
+from mtquery.vectors.store import RESULT_COLUMNS
+
+ORDER_SQL = "ORDER BY acquired_at, grid_cell, unique_id"
+
+
+def search_sql(filters: Filters, limit: int | None, has_bbox_column: bool = False,
+               columns: tuple[str, ...] = RESULT_COLUMNS) -> tuple[str, list]:
+    """The search statement and its parameters."""
+    where, params = where_sql(filters, has_bbox_column)
+    sql = f"SELECT {', '.join(columns)}\nFROM embeddings\n{where}".rstrip()
+    sql += "\n" + ORDER_SQL
+    if limit is not None:
+        sql += "\nLIMIT ?"
+        params = [*params, int(limit)]
+    return sql, params
+
+
+def sql_error(exc: BaseException) -> DataError:
+    """A DuckDB error as a one-line DataError (with a hint for mixed dimensions)."""
+    msg = describe_error(exc)
+    if isinstance(exc, duckdb.ConversionException) and ("FLOAT[" in msg
+                                                         or "array" in msg.lower()):
+        msg = f"mixed embedding dimensions in the dataset ({msg})"
+    return DataError(msg)
+
+
+def run(session: Session, sql: str, params: list | None = None) -> pa.Table:
+    """Execute a statement and return an Arrow table; DuckDB errors become DataError."""
+    try:
+        return session.con.execute(sql, params or []).to_arrow_table()
+    except duckdb.Error as exc:
+        raise sql_error(exc) from exc
+
+
+LOCATIONS_SQL = "SELECT source_file, source_row FROM embeddings"
+
+
+def filtered_locations(session: Session, filters: Filters) -> pa.Table:
+    """(source_file, source_row) of every fragment passing the filters: how the exact scan
+    and the ANN index turn a filter into allowed rows."""
+    where, params = where_sql(filters, session.shape.has_bbox)
+    return run(session, f"{LOCATIONS_SQL}\n{where}".rstrip(), params)
+
+
+def search(session: Session, filters: Filters, limit: int | None = 100,
+           columns: tuple[str, ...] = RESULT_COLUMNS) -> pa.Table:
+    """Fragments matching the filters, ordered by acquisition time, cell and id."""
+    check_limit(limit)
+    if session.dataset.remote:  # cost first: refused above the budget before any read
+        from mtquery.io.cost import guard
+
+        guard(session.dataset, filters, "search")
+    sql, params = search_sql(filters, limit, session.shape.has_bbox, columns)
+    return run(session, sql, params)

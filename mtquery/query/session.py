@@ -1,0 +1,278 @@
+"""A session: one DuckDB connection with the spatial (and, where needed, vss / httpfs)
+extensions loaded from the installed ``duckdb-extension-*`` packages (no network; DuckDB's
+own INSTALL only as a fallback), and the views of ``sql/*.sql`` over one dataset.
+
+The .sql files hold structural placeholders (``{embedding}``, ``{geometry}``...) filled with
+column expressions chosen from the file's schema; user values never enter the SQL text: the
+dataset's file list is bound with ``SET VARIABLE mtquery_sources = ?``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from mtquery.errors import DataError
+from mtquery.io.datasets import Dataset, resolve
+from mtquery.standard.schema import REQUIRED
+
+EXTENSIONS = ("spatial", "vss", "httpfs")
+
+
+def extension_file(name: str) -> Path | None:
+    """Path of ``<name>.duckdb_extension`` inside the ``duckdb-extension-<name>`` package."""
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    version = duckdb.__version__
+    for root in spec.submodule_search_locations:
+        exact = Path(root) / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+        if exact.is_file():
+            return exact
+        found = sorted(Path(root).rglob(f"{name}.duckdb_extension"))
+        if found:
+            return found[0]
+    return None
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """LOAD an extension, installing it from the package file first when needed."""
+    try:
+        con.execute(f"LOAD {name}")
+        return
+    except duckdb.Error:
+        pass
+    path = extension_file(name)
+    try:
+        if path is not None:
+            con.execute(f"INSTALL '{_quote(str(path))}'")
+        else:  # package absent: DuckDB's own repository (needs network)
+            con.execute(f"INSTALL {name}")
+        con.execute(f"LOAD {name}")
+    except duckdb.Error as exc:
+        raise DataError(
+            f"cannot load DuckDB extension {name!r}: {_first_line(exc)} "
+            f"(pip install duckdb-extension-{name}=={duckdb.__version__})"
+        ) from exc
+
+
+def new_connection(
+    database: str = ":memory:",
+    extensions: Sequence[str] = EXTENSIONS,
+    threads: int | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the given extensions loaded, its time zone UTC (times are
+    UTC whatever $TZ says: strings without an offset are read as UTC, offsets are kept)."""
+    con = duckdb.connect(database)
+    con.execute("SET TimeZone = 'UTC'")
+    for name in extensions:
+        load_extension(con, name)
+    if threads:
+        con.execute("SET threads = ?", [int(threads)])
+    return con
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description of a DuckDB error for a user."""
+    return _first_line(exc)
+
+
+SOURCES_VAR = "mtquery_sources"
+_TYPE_RE = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL\(\d+,\d+\))((?:\[\d*\])+)$")
+
+#: optional columns -> SQL used when the file lacks them
+_OPTIONAL = {
+    "grid_row_u": "CAST(NULL AS SMALLINT)",
+    "grid_col_r": "CAST(NULL AS SMALLINT)",
+    "utm_footprint": "CAST(NULL AS VARCHAR)",
+    "utm_crs": "CAST(NULL AS VARCHAR)",
+    "pixel_bbox": "CAST(NULL AS BIGINT[])",
+    "bbox": "CAST(NULL AS STRUCT(xmin DOUBLE, ymin DOUBLE, xmax DOUBLE, ymax DOUBLE))",
+}
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    """What the views were built from: the embedding dimension and the optional columns."""
+
+    dim: int
+    columns: dict[str, str]
+
+    @property
+    def has_bbox(self) -> bool:
+        return "bbox" in self.columns
+
+
+def sql_files() -> list[tuple[str, str]]:
+    """(name, text) of every view definition shipped in the ``mtquery.sql`` package, in order."""
+    root = resources.files("mtquery.sql")
+    files = sorted((p.name, p.read_text(encoding="utf-8")) for p in root.iterdir()
+                   if p.name.endswith(".sql"))
+    if not files:
+        raise DataError("no view definitions found in the mtquery.sql package (broken install)")
+    return files
+
+
+def _source_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    try:
+        rows = con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet(getvariable('{SOURCES_VAR}'))"
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise DataError(f"cannot read dataset: {describe_error(exc)}") from exc
+    return {r[0]: r[1] for r in rows}
+
+
+def _embedding_expr(
+    con: duckdb.DuckDBPyConnection, dtype: str, dataset: Dataset
+) -> tuple[str, int]:
+    m = _TYPE_RE.match(dtype.replace(" ", ""))
+    if not m:
+        raise DataError(f"embedding column has type {dtype}; expected a list of floats")
+    dims = re.findall(r"\[(\d*)\]", m.group(2))
+    if len(dims) > 2 or (len(dims) == 2 and dims[0] not in ("", "1")):
+        raise DataError(f"embedding column has type {dtype}; expected FLOAT[] or Array2D(1, dim)")
+    flat = "flatten(embedding)" if len(dims) == 2 else "embedding"
+    if dims[-1]:
+        dim = int(dims[-1])
+    else:  # remote: from the footers' value counts, so opening reads no vector
+        from mtquery.io.cost import footer_dim
+
+        dim = (footer_dim(dataset) if dataset.remote else None) or _probe_dim(con, flat, dataset)
+    if dim <= 0:
+        raise DataError("embedding vectors are empty")
+    return f"CAST({flat} AS FLOAT[{dim}])", dim
+
+
+def _probe_dim(con: duckdb.DuckDBPyConnection, flat: str, dataset: Dataset) -> int:
+    """Dimension from the first vector of each local file (first file only for remote sets)."""
+    targets = list(dataset.sources) if not dataset.remote and len(dataset.sources) <= 256 else [
+        dataset.sources[0]]
+    dims: dict[int, str] = {}
+    for src in targets:
+        try:
+            row = con.execute(
+                f"SELECT len({flat}) FROM read_parquet(?) WHERE embedding IS NOT NULL LIMIT 1",
+                [src],
+            ).fetchone()
+        except duckdb.Error as exc:
+            raise DataError(f"cannot read {src}: {describe_error(exc)}") from exc
+        if row is not None:
+            dims.setdefault(int(row[0]), src)
+    if not dims:
+        raise DataError("the dataset has no rows with an embedding")
+    if len(dims) > 1:
+        detail = ", ".join(f"{d} in {src}" for d, src in dims.items())
+        raise DataError(f"mixed embedding dimensions across files: {detail}")
+    return next(iter(dims))
+
+
+def _timestamp_text(dtype: str) -> str:
+    """``timestamp`` as text: a typed timestamp is written in UTC ISO form (with ``Z`` when
+    it carries a time zone), a string column as it is."""
+    if dtype.startswith("TIMESTAMP WITH TIME ZONE"):
+        return """strftime(timezone('UTC', "timestamp"), '%Y-%m-%dT%H:%M:%S.%fZ')"""
+    if dtype.startswith("TIMESTAMP") or dtype == "DATE":
+        return """strftime(CAST("timestamp" AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%f')"""
+    return 'CAST("timestamp" AS VARCHAR)'
+
+
+def _fill(text: str, fill: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: fill.get(m.group(1), m.group(0)), text)
+
+
+def create_views(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> DatasetShape:
+    """Bind the dataset's sources and create every view; returns what was found."""
+    con.execute(f"SET VARIABLE {SOURCES_VAR} = ?", [list(dataset.sources)])
+    cols = _source_columns(con)
+    missing = [c for c in REQUIRED if c not in cols]
+    if missing:
+        raise DataError(f"{dataset.spec}: not a Major TOM embedding dataset, missing standard "
+                        f"column(s): {', '.join(missing)}")
+    embedding, dim = _embedding_expr(con, cols["embedding"], dataset)
+    geometry = "geometry" if cols["geometry"].startswith("GEOMETRY") else (
+        "ST_GeomFromWKB(geometry)")
+    fill = {"embedding": embedding, "geometry": geometry, "dim": str(dim),
+            "timestamp_text": _timestamp_text(cols["timestamp"])}
+    for name, null_sql in _OPTIONAL.items():
+        fill[name] = name if name in cols else null_sql
+    for name, text in sql_files():
+        try:
+            con.execute(_fill(text, fill))
+        except duckdb.Error as exc:
+            raise DataError(f"cannot create views from {name}: {describe_error(exc)}") from exc
+    con.execute("SET VARIABLE mtquery_dim = ?", [dim])
+    return DatasetShape(dim=dim, columns=cols)
+
+
+DatasetArg = str | Path | Sequence[str | Path] | Dataset | None
+
+
+@dataclass
+class Session:
+    """A connection with views over one dataset, and what the views were built from."""
+
+    con: duckdb.DuckDBPyConnection
+    dataset: Dataset
+    shape: DatasetShape
+
+    @property
+    def dim(self) -> int:
+        return self.shape.dim
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def open_session(dataset: DatasetArg = None, threads: int | None = None,
+                 extensions: tuple[str, ...] | None = None, read_only: bool = False) -> Session:
+    """A Session over ``dataset``. By default only what the dataset needs is loaded (spatial,
+    plus httpfs for remote sources), which keeps one-shot commands quick; ``connect`` loads
+    every extension (spatial, vss, httpfs). ``read_only``: once the views exist, DuckDB may
+    read the dataset's own files and nothing else (no COPY TO, ATTACH, other files)."""
+    ds = resolve(dataset)
+    if extensions is None:
+        extensions = ("spatial", "httpfs") if ds.remote else ("spatial",)
+    con = new_connection(extensions=extensions, threads=threads)
+    try:
+        shape = create_views(con, ds)
+        if read_only:
+            lock_down(con, ds)
+    except BaseException:
+        con.close()
+        raise
+    return Session(con=con, dataset=ds, shape=shape)
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
+    """Turn external access off except for the dataset's own sources (irreversible)."""
+    local = [str(Path(f).resolve()) for f in dataset.local_files] + [
+        str(f) for f in dataset.local_files]
+    remote = [s.rsplit("/", 1)[0] + "/" for s in dataset.sources if "://" in s]
+    con.execute("SET allowed_paths = ?", [local])
+    if remote:
+        con.execute("SET allowed_directories = ?", [remote])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def connect(dataset: DatasetArg = None, threads: int | None = None,
+            read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the views ``embeddings``, ``acquisitions`` and ``cells`` over
+    ``dataset`` (a path, directory, glob, list, URL or catalog name; default ``demo``)."""
+    return open_session(dataset, threads, extensions=EXTENSIONS, read_only=read_only).con

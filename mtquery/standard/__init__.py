@@ -1,0 +1,1 @@
+"""The Major TOM standard in code: grid, ids, schema, pixel order."""

@@ -1,0 +1,122 @@
+"""Calibration of an ANN index: the cheapest (nprobe, rerank depth) whose recall@10 reaches
+the target on queries drawn from the data (rows outside the training sample), and an honest
+verdict when none does within the latency budget.
+
+For each nprobe (1, 2, 4, ... nlist) one batched search gives every query's candidates, best
+code estimate first, to the deepest depth tried; the recall of each shallower depth is the
+exact rerank of a prefix, so the whole (nprobe, depth) grid costs one search per nprobe. Among
+the settings reaching the target plus MARGIN, the one of least estimated work (codes scanned +
+RERANK_COST per rescored candidate) wins, deterministically; its single-query latency is then
+timed. When it is slower than ``budget`` x the exact scan (timed the same way), or no setting
+reaches the target, the manifest says why (``fallback``) and ``knn`` uses the exact scan for
+that dataset (``--index`` forces the index)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mtquery.vectors.store import top_k_rows
+
+K = 10
+DEPTHS = (20, 30, 50, 100, 200, 400, 800)
+QUERIES = 128
+TIMED = 24
+#: the calibration queries are a sample: aim this much above the target so other queries
+#: reach it too (128 queries x 10 neighbours: a standard error of ~0.006 at recall 0.95)
+MARGIN = 0.015
+#: rescoring one candidate (a float vector paged in + a dot product) costs about this many
+#: code distances: the deterministic cost model that ranks (nprobe, depth) settings
+RERANK_COST = 32
+
+
+def exact_neighbours(vec: np.ndarray, q: np.ndarray, k: int, batch: int = 262_144
+                     ) -> np.ndarray:
+    """Exact top-k row ids of each unit query over all rows, by batched scans."""
+    best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(q), 0), dtype=np.int64)
+    for lo in range(0, len(vec), batch):
+        x = np.nan_to_num(np.asarray(vec[lo:lo + batch], dtype=np.float32), nan=0.0)
+        s_all = np.concatenate([best_s, q @ x.T], 1)
+        i_all = np.concatenate([best_i, np.broadcast_to(np.arange(lo, lo + len(x)),
+                                                        (len(q), len(x)))], 1)
+        cols, best_s = top_k_rows(s_all, k)
+        best_i = np.take_along_axis(i_all, cols, 1)
+    return best_i
+
+
+def _recall_by_depth(idx, q: np.ndarray, truth: list[set], nprobe: int,
+                     depths: list[int]) -> dict[int, float]:
+    cand = idx.candidate_lists(q, max(depths), nprobe)
+    out = {}
+    k = len(next(iter(truth))) if truth else K
+    for depth in depths:
+        hits = 0
+        for i in range(len(q)):
+            c = cand[i, :depth]
+            c = c[c >= 0]
+            s = np.nan_to_num(idx.store.vectors(c) @ q[i], nan=-np.inf)
+            hits += len(truth[i] & set(c[np.argsort(-s, kind="stable")[:k]].tolist()))
+        out[depth] = hits / max(1, len(q) * k)
+    return out
+
+
+def _median_ms(fn, queries: np.ndarray) -> float:
+    fn(queries[0])  # warm the code path
+    times = []
+    for qv in queries:
+        t0 = time.perf_counter()
+        fn(qv)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def calibrate(idx, rng: np.random.Generator, exclude: np.ndarray | None = None,
+              target: float = 0.95, budget: float = 0.5, nprobe: int | None = None,
+              rerank: int | None = None, queries: int = QUERIES) -> dict:
+    """Tune nprobe and the rerank depth of ``idx`` (fixed where given); the manifest's
+    ``calibration`` block: chosen values, the recall curve, latencies, fallback."""
+    n = idx.rows
+    pool = np.setdiff1d(np.arange(n), exclude) if exclude is not None and len(exclude) < n \
+        else np.arange(n)
+    qids = np.sort(rng.choice(pool, min(queries, len(pool)), replace=False))
+    q = np.asarray(idx.vectors[qids], dtype=np.float32)
+    q = q[np.isfinite(q).all(axis=1)]
+    k = min(K, n)
+    truth = [set(r) for r in exact_neighbours(idx.vectors, q, k).tolist()]
+    depths = [int(rerank)] if rerank else [d for d in DEPTHS if d < n] or [n]
+    probes = [int(nprobe)] if nprobe else sorted({min(idx.nlist, 2 ** i)
+                                                  for i in range(0, 14)})
+    curve: dict[str, dict[str, float]] = {}
+    reaching: list[tuple[int, int]] = []  # (nprobe, smallest depth reaching the target)
+    aim = min(1.0, target + MARGIN)
+    for p in probes:
+        rec = _recall_by_depth(idx, q, truth, p, depths) if len(q) else {d: 1.0 for d in depths}
+        curve[str(p)] = {str(d): round(r, 4) for d, r in rec.items()}
+        ok = [d for d in depths if rec[d] >= aim]
+        if ok:
+            reaching.append((p, ok[0]))
+            if ok[0] == depths[0]:
+                break  # deeper probing only costs time
+    timed = q[:TIMED] if len(q) else np.ones((1, idx.dim), np.float32)
+    exact_ms = _median_ms(lambda v: idx.exact(v, k), timed[:5])
+    result = {"target_recall": target, "k": k, "queries": int(len(q)), "curve": curve,
+              "exact_ms": round(exact_ms, 3), "budget_ms": round(budget * exact_ms, 3)}
+    if not reaching:
+        best_p = max(probes, key=lambda p: max(curve[str(p)].values()))
+        best_d = max(depths, key=lambda d: curve[str(best_p)][str(d)])
+        result.update(nprobe=best_p, rerank=best_d, recall=curve[str(best_p)][str(best_d)],
+                      latency_ms=None,
+                      fallback=f"recall@{k} reaches at most {curve[str(best_p)][str(best_d)]:.3f}"
+                               f" < target {target} (nprobe {best_p}, rerank {best_d})")
+        return result
+    per_list = n / max(1, idx.nlist)
+    p, d = min(reaching, key=lambda pd: (pd[0] * per_list + pd[1] * RERANK_COST, pd))
+    ms = _median_ms(lambda v: idx.search(v, k, nprobe=p, rerank=d), timed)
+    result.update(nprobe=p, rerank=d, recall=curve[str(p)][str(d)], latency_ms=round(ms, 3),
+                  aimed_at=aim, options=[f"{pp}/{dd}" for pp, dd in reaching])
+    if ms > budget * exact_ms:
+        result["fallback"] = (f"the index needs {ms:.2f} ms for recall@{k} >= {target}, more "
+                              f"than {budget:g} x the exact scan ({exact_ms:.2f} ms)")
+    return result
