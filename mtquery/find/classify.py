@@ -3,12 +3,19 @@
 A scikit-learn logistic regression on the examples' unit vectors, classes weighted
 (balanced). C is chosen by spatially blocked cross-validation: examples are grouped by H3
 cell (``mtquery.eval.splits``: the resolution whose hexagons are about twice the typical
-spacing of the examples, so neighbouring fragments share a cell) and whole cells are held
-out per fold (stratified group k-fold). The C of the best out-of-fold average precision wins
-(ties: lower log loss); the threshold is the F1-optimal one on those out-of-fold
-probabilities, at the middle of its plateau. The model fitted on every example then gives a
-probability to every fragment of the region: a logistic model is linear, so this is the
-same streamed matrix-vector product as ``score`` with the weights as the vector.
+spacing of the examples, finer while one class sits in a single cell) and whole cells are
+held out per fold (stratified group k-fold). The C of the best out-of-fold average precision
+wins (ties: lower log loss). The threshold is the F1-optimal one on the out-of-fold
+probabilities, with each held-out probability standing for a small neighbourhood (a kernel
+in logit space): with five positives the raw F1 curve is a step function set by one example.
+
+Background negatives (random fragments of the region) are unlabelled, not known negatives:
+some are the very thing searched for. Those the held-out models put above the cut are left
+out and the cross-validation repeated (up to ``PU_ROUNDS`` times); how many is reported.
+
+The model fitted on every example then gives a probability to every fragment of the region:
+a logistic model is linear, so this is the same streamed matrix-vector product as ``score``
+with the weights as the vector.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ log = logging.getLogger("mtquery")
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 MAX_FOLDS = 5
-import os
-PU_ROUNDS = int(os.environ.get('PU_ROUNDS', '3'))
+#: rounds of leaving out background fragments that score as positives (unlabelled ones)
+PU_ROUNDS = 3
 SEED = 0
 
 
@@ -105,13 +112,8 @@ def best_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     if not len(pos) or not len(neg):
         return 0.5, float("nan")
 
-    import os
-    kind = os.environ.get("FIND_WIDTH", "silverman")
-
     def width(v: np.ndarray) -> float:
         sd = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
-        if kind == "sd":
-            return max(sd, 0.05)
         return max(1.06 * sd * len(v) ** -0.2, 0.05)
 
     grid = np.linspace(z.min() - 1.0, z.max() + 1.0, 801)
@@ -127,10 +129,8 @@ def best_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     return float(1 / (1 + np.exp(-t))), float(f1_emp)
 
 
-def cross_validate(labels: Labels, seed: int = SEED
-                   ) -> tuple[float, dict, np.ndarray | None, list]:
-    """(C, metrics, out-of-fold probabilities of that C, its fold models as (coef,
-    intercept)) by spatially blocked CV."""
+def cross_validate(labels: Labels, seed: int = SEED) -> tuple[float, dict, np.ndarray | None]:
+    """(C, metrics, out-of-fold probabilities of that C) by spatially blocked CV."""
     from sklearn.metrics import average_precision_score, log_loss
 
     y, x = labels.y.astype(int), labels.vectors
@@ -146,25 +146,23 @@ def cross_validate(labels: Labels, seed: int = SEED
                     "(%d positive, %d negative in %d H3 cells): C=1, threshold 0.5",
                     labels.positives, labels.negatives, info["h3_cells"])
         info["folds"] = 0
-        return 1.0, info, None, []
+        return 1.0, info, None
     best = None
     for C in C_GRID:
         oof = np.full(len(y), np.nan)
-        models = []
         for tr, te in splits:
             m = _estimator(C).fit(x[tr], y[tr])
             oof[te] = m.predict_proba(x[te])[:, 1]
-            models.append((m.coef_[0].astype(np.float64), float(m.intercept_[0])))
         yy, pp = y[held], oof[held]
         ap = float(average_precision_score(yy, pp))
         loss = float(log_loss(yy, np.clip(pp, 1e-6, 1 - 1e-6), labels=[0, 1]))
         key = (-ap, loss)
         if best is None or key < best[0]:
-            best = (key, C, ap, loss, oof, models)
-    _, C, ap, loss, oof, models = best
+            best = (key, C, ap, loss, oof)
+    _, C, ap, loss, oof = best
     info.update({"C": C, "average_precision": ap, "log_loss": loss,
                  "examples_held_out": int(held.sum())})
-    return C, info, oof, models
+    return C, info, oof
 
 
 def fit(labels: Labels, threshold: float | None = None, seed: int = SEED) -> LinearModel:
@@ -174,7 +172,7 @@ def fit(labels: Labels, threshold: float | None = None, seed: int = SEED) -> Lin
         raise DataError(f"the labels hold one class only ({labels.positives} positive, "
                         f"{labels.negatives} negative fragments); give examples of both, or "
                         "only positives with background negatives", "labels")
-    C, cv, oof, models = cross_validate(labels, seed)
+    C, cv, oof = cross_validate(labels, seed)
     dropped = 0
     for _ in range(PU_ROUNDS):
         # background fragments the held-out models put above the cut are most likely
@@ -188,7 +186,7 @@ def fit(labels: Labels, threshold: float | None = None, seed: int = SEED) -> Lin
             break
         labels = labels.subset(~suspect)
         dropped += int(suspect.sum())
-        C, cv, oof, models = cross_validate(labels, seed)
+        C, cv, oof = cross_validate(labels, seed)
     cv["background_dropped"] = dropped
     y = labels.y.astype(int)
     if oof is not None:
@@ -203,11 +201,6 @@ def fit(labels: Labels, threshold: float | None = None, seed: int = SEED) -> Lin
     else:
         t = 0.5 if threshold is None else threshold
     cv.update({"positives": labels.positives, "negatives": labels.negatives})
-    import os
-    if models and os.environ.get("FIND_ENSEMBLE"):
-        coef = np.mean([c for c, _ in models], axis=0)
-        b = float(np.mean([i for _, i in models]))
-        return LinearModel(coef=coef, intercept=b, threshold=float(t), C=float(C), cv=cv)
     m = _estimator(C).fit(labels.vectors, y)
     return LinearModel(coef=m.coef_[0].astype(np.float64), intercept=float(m.intercept_[0]),
                        threshold=float(t), C=float(C), cv=cv)
