@@ -7,10 +7,13 @@
     mtquery.change("d", before="2019-01-01..2019-12-31", after="2023-01-01..2023-12-31")
     mtquery.align("siglip-local/", other="dinov2-local/")  # same fragments, two models
     con = mtquery.connect("demo")     # DuckDB with views embeddings, acquisitions, cells
+    mtquery.score("demo", ids=[a, b], bbox=..., heatmap="sim.tif")  # every fragment's score
+    mtquery.classify("demo", positives=[a, b], detections="found.geojson")  # ClassifyResult
 """
 
 from mtquery.api import align, change, extract, info, knn, search
 from mtquery.errors import DataError, MTQueryError, UsageError
+from mtquery.find.api import classify, score
 from mtquery.query.session import Session, connect, open_session
 from mtquery.standard.grid import (
     cell_bounds,
@@ -22,8 +25,23 @@ from mtquery.standard.grid import (
 
 __version__ = "0.1.0"
 
+#: names imported on first use (their modules are not needed to start a command)
+_LAZY = {"ClassifyResult": "mtquery.find.classify", "HeatMap": "mtquery.find.heatmap",
+         "heatmap_raster": "mtquery.find.heatmap"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mtquery' has no attribute {name!r}")
+
+
 __all__ = [
+    "ClassifyResult",
     "DataError",
+    "HeatMap",
     "MTQueryError",
     "Session",
     "UsageError",
@@ -31,13 +49,16 @@ __all__ = [
     "cell_bounds",
     "cells_in_bbox",
     "change",
+    "classify",
     "connect",
     "extract",
+    "heatmap_raster",
     "info",
     "knn",
     "latlon_to_cell",
     "latlon_to_rowcol",
     "open_session",
+    "score",
     "search",
     "utm_epsg",
 ]

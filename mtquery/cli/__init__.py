@@ -34,9 +34,21 @@ app = typer.Typer(
 def _register() -> None:
     # One module per command group, each with register(app); heavy imports (torch, sklearn,
     # faiss) stay inside the commands.
-    from mtquery.cli import compare, eval, extract, generate_cmd, index, map, optimize, query, serve
+    from mtquery.cli import (
+        compare,
+        eval,
+        extract,
+        find,
+        generate_cmd,
+        index,
+        map,
+        optimize,
+        query,
+        serve,
+    )
 
-    for module in (query, compare, generate_cmd, eval, optimize, extract, index, map, serve):
+    for module in (query, find, compare, generate_cmd, eval, optimize, extract, index, map,
+                   serve):
         module.register(app)
 
 
@@ -46,7 +58,7 @@ _register()
 #: optional dependencies -> the extra that installs them
 OPTIONAL_MODULES = {
     "torch": "models", "torchvision": "models", "timm": "models", "open_clip": "models",
-    "transformers": "models", "rasterio": "models",
+    "transformers": "models", "rasterio": "eval",
     "sklearn": "eval", "matplotlib": "eval",
     "faiss": "index",
     "starlette": "web", "uvicorn": "web",

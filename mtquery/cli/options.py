@@ -83,7 +83,13 @@ FLAGS = {"k": "--k", "lat": "--lat", "lon": "--lon", "bbox": "--bbox", "start": 
          "query": "--lat/--lon, --id, --vector, --text or --image", "not_ids": "--not-id",
          "text": "--text", "image": "--image", "model": "--model", "weights": "--weights",
          "output": "--output", "dataset": "--dataset", "max_read": "--max-read",
-         "allow_full_scan": "--allow-full-scan"}
+         "allow_full_scan": "--allow-full-scan",
+         # score / classify
+         "labels": "--labels", "label_column": "--label-column",
+         "positive_label": "--positive-label", "positives": "--positive",
+         "negatives": "--negative", "background": "--background", "threshold": "--threshold",
+         "suggest": "--suggest", "heatmap": "--heatmap", "detections": "--detections",
+         "save_model": "--save-model", "resolution": "--resolution"}
 
 
 def pick(new: object, old: object, new_flag: str, old_flag: str) -> object:

@@ -14,15 +14,19 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import UsageError
-from mtquery.find.classify import ClassifyResult
 from mtquery.progress import ProgressCallback, emit
 from mtquery.query.filters import BBox, Filters
 from mtquery.query.session import DatasetArg, Session, open_session
+
+if TYPE_CHECKING:
+    from mtquery.find.classify import ClassifyResult
+    from mtquery.find.labels import Labels
 
 BBoxArg = str | Sequence[float] | BBox | None
 TimeArg = str | dt.date | None
@@ -106,7 +110,7 @@ def classify(dataset: DatasetArg | Session = None, *, labels: str | Path | None 
     region are the negatives (default 10 per positive, at least 50). ``model``: apply a
     classifier saved with ``save_model`` instead of fitting. ``threshold`` (0-1) overrides the
     cross-validated F1-optimal one; ``suggest`` N: the unlabelled fragments nearest it."""
-    from mtquery.find.classify import fit
+    from mtquery.find.classify import ClassifyResult, fit
     from mtquery.find.heatmap import check_heatmap_path
     from mtquery.find.model import check_applies, check_threshold, load_model
     from mtquery.find.score import annotate, check_limit, check_output_path, empty_region
@@ -170,7 +174,8 @@ def classify(dataset: DatasetArg | Session = None, *, labels: str | Path | None 
 def gather_labels(session: Session, filters: Filters, labels: str | Path | None,
                   label_column: str, positive_label: str | None,
                   positives: Sequence[str] | None, negatives: Sequence[str] | None,
-                  background: int | None, seed: int, progress: ProgressCallback | None):
+                  background: int | None, seed: int, progress: ProgressCallback | None
+                  ) -> Labels:
     """The examples with their unit vectors, background negatives added when asked for or
     when there are only positives."""
     from mtquery.find.labels import (
