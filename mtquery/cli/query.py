@@ -93,11 +93,27 @@ def info(
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     rows = {k: (", ".join(f"{v:.5f}" for v in val) if k == "bbox" and val else
-                (f"{len(val)} source(s): {val[0]}" + (" ..." if len(val) > 1 else "")
+                (f"{len(val)} source(s): {shown_source(val[0])}" + (" ..." if len(val) > 1 else "")
                  if k == "sources" else val))
             for k, val in data.items()}
     write_rows(pa.table({"key": list(rows), "value": [str(v) for v in rows.values()]}),
                "table", None, title=f"mtquery info {data['dataset']}")
+
+
+def shown_source(source: str) -> str:
+    """A local source as a person names it: relative to the working directory, or inside the
+    installed package (``mtquery/data/demo.parquet``); never this machine's absolute path in
+    a table people copy. URLs and other paths as they are (``--format json`` keeps them all)."""
+    import mtquery
+
+    if "://" in source:
+        return source
+    path = Path(source)
+    package = Path(mtquery.__file__).resolve().parent
+    for base, prefix in ((Path.cwd(), ""), (package, "mtquery/")):
+        if base != Path(base.anchor) and path.is_relative_to(base):
+            return prefix + path.relative_to(base).as_posix()
+    return source
 
 
 def validate(
