@@ -11,12 +11,17 @@ import contextlib
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from mtquery.query.filters import BBox, Filters
+from mtquery.query.resolve import QueryVector
 from mtquery.query.session import DatasetArg, Session, open_session
+
+if TYPE_CHECKING:
+    from mtquery.io.chips import Chip
 
 BBoxArg = str | Sequence[float] | BBox | None
 TimeArg = str | dt.date | None
@@ -88,7 +93,33 @@ def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
                               not_ids=not_ids, text=text, image=image, model=model,
                               weights=weights)
         table = run_knn(s, query, k, filters, include_self, exact=exact, index=index)
+        table = with_query(table, query)
         return with_geometry(s, table) if geometry else table
+
+
+QUERY_KEY = b"mtquery.query"
+
+
+def with_query(table: pa.Table, query: QueryVector) -> pa.Table:
+    """``table`` with what it answers in its metadata (``query_of``): the fragment(s) the
+    query came from, their cell and time."""
+    import json
+
+    meta = dict(table.schema.metadata or {})
+    meta[QUERY_KEY] = json.dumps({
+        "unique_id": query.unique_id, "grid_cell": query.grid_cell,
+        "timestamp": query.timestamp, "source_ids": list(query.exclude_ids)}).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def query_of(table: pa.Table) -> dict:
+    """What a ``knn`` answer answers: unique_id, grid_cell, timestamp, source_ids (ids
+    empty for a vector, text or image query)."""
+    import json
+
+    raw = (table.schema.metadata or {}).get(QUERY_KEY)
+    return json.loads(raw) if raw else {"unique_id": None, "grid_cell": None,
+                                        "timestamp": None, "source_ids": []}
 
 
 def info(dataset: DatasetArg | Session = None) -> dict:
@@ -133,3 +164,15 @@ def extract(dataset: DatasetArg = None, *, output: str | Path, bbox: BBoxArg = N
 
     return run_extract(dataset, output, bbox, start, end, cell, index=index,
                        max_read=max_read, allow_full_scan=allow_full_scan)
+
+
+def chip(dataset: DatasetArg | Session = None, unique_id: str = "", *,
+         core: str | None = None) -> Chip | None:
+    """The image of fragment ``unique_id`` (a ``mtquery.io.chips.Chip``: encoded bytes, media
+    type, size, source), or None when the dataset's imagery is not reachable: its generated
+    thumbnail, else the Major TOM Core thumbnail of its sample cropped to it (``core``: the
+    Core ``metadata.parquet``, path or URL; default: the released set's own)."""
+    from mtquery.io.chips import fragment_chip
+
+    with _session(dataset) as s:
+        return fragment_chip(s, unique_id, core=core)

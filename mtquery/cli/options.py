@@ -152,32 +152,21 @@ def cost_first(dataset: str | None, filters: object, kind: str, *, dry_run: bool
                max_read: str | None = None, allow_full_scan: bool = False,
                point: tuple[float, float] | None = None, lookup_id: bool = False,
                fmt: str = "table") -> object:
-    """Cost first: the resolved dataset, after the footers of remote data showed the read is
-    within --max-read (else one line with the estimate and the ways out); None after
+    """``mtquery.io.cost.plan_first`` for a command: the resolved dataset, or None after
     --dry-run printed the plan (the command then stops). The budget stays set for the
     library's own checks until the command ends (``main`` runs each in its own context)."""
     from mtquery.errors import DataError
-    from mtquery.io.cost import ReadRefused, check, footers_of, plan, use_budget
-    from mtquery.io.datasets import resolve
+    from mtquery.io.cost import ReadRefused, plan_first
 
-    budget = use_budget(max_read, allow_full_scan)
-    ds = resolve(dataset)
-    if not (dry_run or ds.remote):
-        return ds
-    footers = footers_of(ds)
-    if footers is None:
-        if dry_run:
-            raise UsageError("--dry-run reads footers by range: local files, http(s):// or "
-                             "hf:// datasets")
-        return ds
-    read = plan(footers, filters, kind, point=point, lookup_id=lookup_id)
+    try:
+        ds, read = plan_first(dataset, filters, kind, dry_run=dry_run, max_read=max_read,
+                              allow_full_scan=allow_full_scan, point=point,
+                              lookup_id=lookup_id)
+    except ReadRefused as exc:
+        raise DataError(exc.explain(cli=True)) from exc
     if dry_run:
         write_plan(read, fmt)
         return None
-    try:
-        check(read, budget)
-    except ReadRefused as exc:
-        raise DataError(exc.explain(cli=True)) from exc
     return ds
 
 

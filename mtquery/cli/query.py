@@ -274,52 +274,39 @@ def knn(
     """Cosine nearest neighbours of a point's fragment, a unique_id, several ids or a vector:
     through the dataset's index when one was built ('mtquery index build'), else (or --exact)
     an exact scan."""
-    from mtquery.query.filters import Filters, check_k
-    from mtquery.query.knn import knn as run_knn
-    from mtquery.query.resolve import point_query_params, point_query_sql, resolve_query
-    from mtquery.vectors.exact import scan_sql
+    from mtquery.api import knn as run_knn
+    from mtquery.api import query_of
+    from mtquery.query.filters import Filters, check_lat, check_lon
 
     check_output(fmt, output)
-    check_k(k)
     if map_file is not None:
         from mtquery.maps import check_map_path
 
         check_map_path(map_file, "map")
-    # one or several examples: resolve_query treats a single id as --id
+    # one or several examples: the library treats a single id as --id
     examples = [*(id or []), *([i.strip() for i in ids.split(",") if i.strip()] if ids else [])]
-    if exact and index is not None:
-        raise UsageError("--exact and --index exclude each other")
     filters = Filters.of(bbox, start, end, cell)
-    point = None
-    if lat is not None and lon is not None:
-        from mtquery.query.filters import check_lat, check_lon
-
-        point = (check_lat(lat), check_lon(lon))
+    point = (check_lat(lat), check_lon(lon)) if lat is not None and lon is not None else None
     ds = cost_first(dataset, filters, "knn", dry_run=dry_run, max_read=max_read,
                     allow_full_scan=allow_full_scan, point=point,
                     lookup_id=bool(examples or not_id), fmt=fmt)
     if ds is None:  # --dry-run: the plan was printed
         return
     session = session_for(ds, models=text is not None or image is not None)
-    if lat is not None and lon is not None:
-        has_bbox = session.shape.has_bbox
-        show_sql(show, point_query_sql(has_bbox), point_query_params(lat, lon, has_bbox))
-    query = resolve_query(session, lat=lat, lon=lon, ids=examples or None, vector=vector,
-                          not_ids=not_id, text=text, image=image, model=model,
-                          weights=weights)
-    show_sql(show, *scan_sql(filters, session.shape.has_bbox))
-    result = run_knn(session, query, k, filters, include_self, exact=exact, index=index)
-    title = None
-    if query.unique_id:
-        title = (f"{k} nearest to {query.unique_id[:12]}... (cell {query.grid_cell}, "
-                 f"{query.timestamp})")
-    if fmt in GEO_FORMATS or map_file is not None:
-        from mtquery.api import with_geometry
+    if show:
+        session.on_sql = lambda statement, params: show_sql(True, statement, params)
+    result = run_knn(session, lat=lat, lon=lon, ids=examples or None, vector=vector,
+                     not_ids=not_id, text=text, image=image, model=model, weights=weights,
+                     k=k, bbox=bbox, start=start, end=end, cell=cell,
+                     include_self=include_self, exact=exact, index=index,
+                     geometry=fmt in GEO_FORMATS or map_file is not None)
+    if map_file is not None:
+        from mtquery.maps import knn_map, save
 
-        located = with_geometry(session, result)
-        if map_file is not None:
-            from mtquery.maps import knn_map, save
-
-            save(knn_map(session, query, located), map_file)
-        result = located if fmt in GEO_FORMATS else result
+        save(knn_map(session, result), map_file)
+        if fmt not in GEO_FORMATS:
+            result = result.drop_columns(["geometry"])
+    asked = query_of(result)
+    title = (f"{k} nearest to {asked['unique_id'][:12]}... (cell {asked['grid_cell']}, "
+             f"{asked['timestamp']})") if asked["unique_id"] else None
     write_rows(result, fmt, output, title=title)

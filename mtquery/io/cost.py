@@ -297,3 +297,29 @@ def use_budget(max_read: str | int | None = None, allow_full_scan: bool = False)
     budget = Budget(base.max_bytes, base.max_share, allow_full_scan or base.allow_full_scan)
     _BUDGET.set(budget)
     return budget
+
+
+def plan_first(dataset: Dataset | str | None, filters: Filters | None, kind: str, *,
+               dry_run: bool = False, max_read: str | int | None = None,
+               allow_full_scan: bool = False, point: tuple[float, float] | None = None,
+               lookup_id: bool = False) -> tuple[Dataset, ReadPlan | None]:
+    """Cost first, for one query: set the read budget, resolve ``dataset`` and, for remote
+    data (or ``dry_run``), plan the read from the footers. Returns the dataset and the plan
+    (None for local data); above the budget ``ReadRefused`` says what it would read."""
+    from mtquery.errors import UsageError
+    from mtquery.io.datasets import resolve
+
+    budget = use_budget(max_read, allow_full_scan)
+    ds = resolve(dataset)
+    if not (dry_run or ds.remote):
+        return ds, None
+    footers = footers_of(ds)
+    if footers is None:
+        if dry_run:
+            raise UsageError("a dry run reads footers by range: local files, http(s):// or "
+                             "hf:// datasets", "dry_run")
+        return ds, None
+    read = plan(footers, filters, kind, point=point, lookup_id=lookup_id)
+    if not dry_run:
+        check(read, budget)
+    return ds, read

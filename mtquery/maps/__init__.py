@@ -26,7 +26,6 @@ from mtquery.query.session import DatasetArg, Session
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from mtquery.query.resolve import QueryVector
 
 __all__ = ["MAP_LIMIT", "check_map_path", "dataset_map", "knn_map", "points_map", "render",
            "save", "table_map"]
@@ -121,13 +120,14 @@ def dataset_map(dataset: DatasetArg | Session = None, *, bbox: str | Sequence[fl
                      gap_km)
 
 
-def knn_map(session: Session, query: QueryVector, table: pa.Table, title: str | None = None,
+def knn_map(session: Session, table: pa.Table, title: str | None = None,
             gap_km: float | None = None) -> Figure:
     """The query fragment(s) (red outline) and the neighbours of a kNN ``table`` (with
     ``geometry``), filled by distance (viridis, nearest bright) and labelled by rank."""
-    from mtquery.api import with_geometry
+    from mtquery.api import query_of, with_geometry
 
-    qids = list(query.source_ids or ((query.unique_id,) if query.unique_id else ()))
+    query = query_of(table)
+    qids = list(query["source_ids"])
     qtab = pa.table({"unique_id": pa.array(qids, pa.string())})
     qtab = with_geometry(session, qtab)
     n = table.num_rows
@@ -148,7 +148,8 @@ def knn_map(session: Session, query: QueryVector, table: pa.Table, title: str | 
     if not n and not qgeoms:
         raise UsageError("nothing to draw: no neighbours and no query footprint", "k")
     if title is None:
-        what = (f"{query.unique_id[:16]}... (cell {query.grid_cell})" if query.unique_id
+        what = (f"{query['unique_id'][:16]}... (cell {query['grid_cell']})"
+                if query["unique_id"]
                 else f"{len(qids)} example(s)" if qids else "the query vector")
         title = f"{session.dataset.name}: {n} nearest to {what}; query outlined in red"
     return render(layers, (lat, lon), title, colours, gap_km)

@@ -37,7 +37,7 @@ def sql_error(exc: BaseException) -> DataError:
 def run(session: Session, sql: str, params: list | None = None) -> pa.Table:
     """Execute a statement and return an Arrow table; DuckDB errors become DataError."""
     try:
-        return session.con.execute(sql, params or []).to_arrow_table()
+        return session.execute(sql, params).to_arrow_table()
     except duckdb.Error as exc:
         raise sql_error(exc) from exc
 

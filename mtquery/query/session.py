@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -230,6 +230,15 @@ class Session:
     con: duckdb.DuckDBPyConnection
     dataset: Dataset
     shape: DatasetShape
+    on_sql: Callable[[str, list], None] | None = None
+    """Called with every statement a query runs through ``execute`` (``--show-sql``)."""
+
+    def execute(self, sql: str, params: list | None = None) -> duckdb.DuckDBPyConnection:
+        """Run a query statement, telling ``on_sql`` first: what ``--show-sql`` prints is
+        what ran."""
+        if self.on_sql is not None:
+            self.on_sql(sql, list(params or []))
+        return self.con.execute(sql, params or [])
 
     @property
     def dim(self) -> int:

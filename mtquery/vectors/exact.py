@@ -5,7 +5,9 @@ Parquet scan) scored one float32 matrix-vector product per batch. Both rank with
 
 from __future__ import annotations
 
+import os
 import zlib
+from collections.abc import Callable
 
 import duckdb
 import numpy as np
@@ -19,6 +21,7 @@ from mtquery.vectors.store import (
     RESULT_COLUMNS,
     VectorStore,
     cast_rows,
+    empty_rows,
     result_table,
     top_k,
     unit_query,
@@ -58,6 +61,20 @@ def drop_ids(rows: pa.Table, scores: np.ndarray, exclude: tuple[str, ...], k: in
     return rows.slice(0, k), scores[:k]
 
 
+def excluding(fetch: Callable[[int], tuple[pa.Table, np.ndarray]], k: int,
+              exclude: tuple[str, ...], limit: int) -> tuple[pa.Table, np.ndarray]:
+    """The best k (rows, scores) once the query's own fragments are left out: ``fetch(m)``
+    gives the best m. When copies of them (the same rows in several files) fill the first
+    k + len(exclude), more are asked for, so the answer is never emptied by duplicates."""
+    m = k + len(exclude)
+    while True:
+        rows, scores = fetch(m)
+        kept = drop_ids(rows, scores, exclude, k)
+        if kept[0].num_rows >= k or rows.num_rows < m or m >= limit:
+            return kept
+        m = min(limit, m * 4)
+
+
 def store_knn(session: Session, store: VectorStore, query: QueryVector, k: int,
               filters: Filters, include_self: bool = False) -> pa.Table:
     """Exact top-k over the store (all rows or those passing ``filters``)."""
@@ -67,8 +84,12 @@ def store_knn(session: Session, store: VectorStore, query: QueryVector, k: int,
     scores = store.scores(q, ids)
     skipped = store.count_invalid(ids)
     rid = np.arange(store.n, dtype=np.int64) if ids is None else ids
-    pos, sc = top_k(scores, k + len(exclude), rid)
-    rows, sc = drop_ids(store.rows(rid[pos]), sc, exclude, k)
+
+    def fetch(m: int) -> tuple[pa.Table, np.ndarray]:
+        pos, sc = top_k(scores, m, rid)
+        return store.rows(rid[pos]), sc
+
+    rows, sc = excluding(fetch, k, exclude, len(rid))
     return with_skipped(result_table(sc, rows), skipped)
 
 
@@ -106,8 +127,9 @@ def _file_ranks(names: np.ndarray, sources: dict[str, int]) -> np.ndarray:
     """Rank of each file name in the dataset's order; files a glob expanded (not listed one
     by one) rank after the listed ones, by a stable hash of their name."""
     uniq, inv = np.unique(names.astype(str), return_inverse=True)
-    ranks = np.array([sources.get(u, len(sources) + zlib.crc32(u.encode()) % (1 << 22))
-                      for u in uniq], dtype=np.int64)
+    ranks = np.array([sources.get(os.path.normpath(u), len(sources)
+                                  + zlib.crc32(u.encode()) % (1 << 22)) for u in uniq],
+                     dtype=np.int64)
     return ranks[inv.reshape(-1)]
 
 
@@ -135,25 +157,30 @@ def stream_knn(session: Session, query: QueryVector, k: int, filters: Filters,
     q = unit_query(query.vector, session.dim)
     exclude = () if include_self else query.exclude_ids
     sql, params = scan_sql(filters, session.shape.has_bbox)
-    sources = {s: i for i, s in enumerate(session.dataset.sources)}
-    top = _StreamTop(k + len(exclude))
-    skipped = 0
-    try:
-        reader = session.con.execute(sql, params).to_arrow_reader(BATCH_ROWS)
-        for batch in reader:
-            scores = _batch_scores(batch.column("embedding"), q, session.dim)
-            skipped += int(np.isnan(scores).sum())
-            ids = (_file_ranks(batch.column("source_file").to_numpy(zero_copy_only=False),
-                               sources) << FILE_SHIFT) + batch.column("source_row").to_numpy()
-            top.add(scores, ids, pa.Table.from_batches([batch]).select(list(RESULT_COLUMNS)))
-    except duckdb.Error as exc:
-        raise sql_error(exc) from exc
-    scores, rows = top.result()
-    rows = cast_rows(rows) if rows is not None else None
-    if rows is None:
-        return with_skipped(result_table(scores, None), skipped)
-    rows, scores = drop_ids(rows, scores, exclude, k)
-    return with_skipped(result_table(scores, rows), skipped)
+    sources = {os.path.normpath(s): i for i, s in enumerate(session.dataset.sources)}
+    seen = {"skipped": 0}
+
+    def fetch(m: int) -> tuple[pa.Table, np.ndarray]:
+        top = _StreamTop(m)
+        skipped = 0
+        try:
+            reader = session.execute(sql, params).to_arrow_reader(BATCH_ROWS)
+            for batch in reader:
+                scores = _batch_scores(batch.column("embedding"), q, session.dim)
+                skipped += int(np.isnan(scores).sum())
+                files = batch.column("source_file").to_numpy(zero_copy_only=False)
+                ids = (_file_ranks(files, sources) << FILE_SHIFT) + batch.column(
+                    "source_row").to_numpy()
+                top.add(scores, ids,
+                        pa.Table.from_batches([batch]).select(list(RESULT_COLUMNS)))
+        except duckdb.Error as exc:
+            raise sql_error(exc) from exc
+        seen["skipped"] = skipped
+        scores, rows = top.result()
+        return (cast_rows(rows) if rows is not None else empty_rows()), scores
+
+    rows, scores = excluding(fetch, k, exclude, 1 << 62)  # stops when the rows run out
+    return with_skipped(result_table(scores, rows), seen["skipped"])
 
 
 def exact_knn(session: Session, query: QueryVector, k: int = 10,
@@ -162,13 +189,20 @@ def exact_knn(session: Session, query: QueryVector, k: int = 10,
     """Exact top-k: over ``store`` when given, else the dataset's cached store (built on first
     use for local data, see ``mtquery.io.cache``), else streamed from the Parquet files
     (remote data, ``use_cache=False``, or the cache unavailable)."""
-    from mtquery.io.cache import cached_store
+    from mtquery.io.cache import cached_store, discard_damaged
     from mtquery.query.filters import check_k
+    from mtquery.vectors.integrity import Damaged
 
     check_k(k)
     filters = filters or Filters()
-    if store is None and use_cache:
+    from_cache = store is None and use_cache
+    if from_cache:
         store = cached_store(session.dataset, session.dim)
     if store is not None:
-        return store_knn(session, store, query, k, filters, include_self)
+        try:
+            return store_knn(session, store, query, k, filters, include_self)
+        except Damaged as exc:
+            if not from_cache:
+                raise
+            discard_damaged(store.path, exc)  # a notice; the next query builds it again
     return stream_knn(session, query, k, filters, include_self)
