@@ -1,15 +1,20 @@
-"""The approximate kNN index at search time: PCA + IVF coarse lists + 8-bit codes, with an
-exact rerank from the index's own vector store.
+"""The approximate kNN index at search time: IVF coarse lists of compressed codes, with an
+exact rerank from the index's own vector store. Two kinds (``kind`` in the manifest):
+``ivf-rabitq``, the default, holds RaBitQ codes (``bits`` per dimension) of the full unit
+vectors; ``ivf-sq8``, mtquery 0.1's kind (``index build --kind ivf-sq8``), a PCA rotation to
+``pca_dim`` then 8-bit scalar codes.
 
 Layout of an index directory (``<file>.mtindex/`` beside a one-file dataset, ``_mtindex/``
 inside a dataset directory, or any ``index_dir``)::
 
     manifest.json   parameters, calibration, sizes, timings (format mtquery-ann/2)
-    pca.faiss       PCA rotation d -> d_pca (faiss VectorTransform)
-    ivf.faiss       IndexIVFScalarQuantizer(d_pca, nlist, QT_8bit), L2 on unit vectors
+    ivf.faiss       IndexIVFRaBitQ(d, nlist) or, ivf-sq8, IndexIVFScalarQuantizer(d_pca,
+                    nlist, QT_8bit); L2 on unit vectors
+    pca.faiss       ivf-sq8 only: the PCA rotation d -> d_pca (faiss VectorTransform)
     store/          the dataset's VectorStore (unit vectors, result columns, fingerprint)
 
-Resident memory is the IVF index (d_pca + 8 bytes a row); the store is memory-mapped and only
+Resident memory is the IVF index (ivf-rabitq: about d * bits / 8 bytes a row, read into
+RAM; ivf-sq8: d_pca + 8 bytes a row, memory-mapped); the store is memory-mapped and only
 paged in for the few hundred candidates of a query. The exact scan uses the same store, so the
 vectors are on disk once. Row ids are the store's (files in dataset order, rows in order).
 
