@@ -117,3 +117,27 @@ def info(
         load_index(path, ds)  # raises a DataError when stale / mismatched / truncated
         data["status"] = "fresh"
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+@index_app.command("verify")
+def verify(
+    dataset_arg: Annotated[str | None, typer.Argument(metavar="[DATASET]", help="Dataset "
+                                                      "whose index to check.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset whose index "
+                                                "to check.")] = None,
+    index: Annotated[Path | None, typer.Option("--index", help="Index directory.",
+                                               file_okay=False)] = None,
+) -> None:
+    """Check every file of an index (manifest, codes, vectors, rows, invalid mask) against
+    the checksums written at build; a damaged file is named, exit 1."""
+    from mtquery.io.datasets import resolve
+    from mtquery.vectors.index import default_index_dir
+    from mtquery.vectors.integrity import verify_index
+
+    ds_spec = pick(dataset_arg, dataset, "DATASET", "--dataset")
+    if ds_spec is None and index is None:
+        raise UsageError("give a DATASET or --index")
+    path = index or default_index_dir(resolve(ds_spec))
+    result = verify_index(path)
+    sys.stdout.write(f"ok: {result['files']} files, {result['bytes']:,} bytes match their "
+                     f"checksums ({result['path']})\n")

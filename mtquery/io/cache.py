@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mtquery.errors import DataError
 from mtquery.io.datasets import Dataset
+from mtquery.vectors.integrity import Damaged
 from mtquery.vectors.store import VectorStore, fingerprint, load_store, publish, write_store
 
 log = logging.getLogger("mtquery")
@@ -65,7 +66,11 @@ def cached_store(dataset: Dataset, dim: int, build: bool = True, max_bytes: int 
         return None
     if path is None:
         return None
-    store = load_store(path)
+    try:
+        store = load_store(path)
+    except Damaged as exc:
+        discard_damaged(path, exc)
+        store = None
     if store is not None and store.dim == dim:
         return store
     if not build:
@@ -93,8 +98,13 @@ def build_at(path: Path, fp: list[dict], dtype: str = "float32",
     staging = new_staging(path.parent, path.name)
     try:
         write_store(staging, fp, dtype, progress=progress)
-        if path.exists() and load_store(path, fp) is None:
-            _replace_stale(path)
+        if path.exists():
+            try:
+                stale = load_store(path, fp) is None
+            except Damaged:
+                stale = True
+            if stale:
+                _replace_stale(path)
         publish(staging, path)
     except BaseException:
         discard(staging)
@@ -104,6 +114,14 @@ def build_at(path: Path, fp: list[dict], dtype: str = "float32",
     if store is None:
         raise DataError(f"the vector store at {path} is incomplete; remove it and run again")
     return store
+
+
+def discard_damaged(path: Path, exc: Damaged) -> None:
+    """A damaged cached store: one notice naming the damaged file, and the store removed (the
+    next exact query builds it again)."""
+    log.warning("%s is damaged (%s); removed that vector cache (it is built again from the "
+                "Parquet files)", exc.path, exc.detail)
+    _replace_stale(path)
 
 
 def _replace_stale(path: Path) -> None:

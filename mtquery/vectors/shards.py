@@ -181,13 +181,17 @@ def open_for(dataset: Dataset) -> ShardSet | None:
 def shard_knn(session: Session, shardset: ShardSet, query: QueryVector, k: int,
               filters: Filters | None = None, include_self: bool = False) -> pa.Table:
     """kNN over per-file indexes: each shard's top k, merged by the store's top-k."""
-    from mtquery.vectors.exact import allowed_ids, drop_ids
+    from mtquery.vectors.exact import allowed_ids, excluding
 
     exclude = () if include_self else query.exclude_ids
     q = unit_query(query.vector, session.dim)
     allowed = allowed_ids(session, shardset, filters or Filters())
-    ids, scores = search_shards(shardset.shards, q, k + len(exclude), allowed)
-    rows, scores = drop_ids(shardset.rows(ids), scores, exclude, k)
+
+    def fetch(m: int) -> tuple[pa.Table, np.ndarray]:
+        ids, scores = search_shards(shardset.shards, q, m, allowed)
+        return shardset.rows(ids), scores
+
+    rows, scores = excluding(fetch, k, exclude, sum(s.rows for s in shardset.shards))
     skipped = sum(s.index.store.count_invalid() for s in shardset.shards) if allowed is None \
         else 0
     return with_skipped(result_table(scores, rows), skipped)

@@ -9,8 +9,11 @@
 - **Fingerprint.** A local dataset's identity: resolved paths, sizes, mtimes, row counts.
 - **Result columns.** ``RESULT_TYPES`` and ``result_table``: the columns of a kNN answer.
 - **The sidecar.** ``VectorStore`` is a directory ``meta.json`` + ``vectors.f32`` (or
-  ``.f16``, unit rows, memory-mapped) + ``rows.arrow`` (result columns, Arrow IPC). The exact
-  scan keeps one in the cache (``mtquery.io.cache``); an ANN index keeps one inside its directory.
+  ``.f16``, unit rows, memory-mapped) + ``rows.arrow`` (result columns, Arrow IPC, record
+  batches of ``ROWS_BATCH`` rows) + ``invalid.npy``, each with XXH3 checksums
+  (``mtquery.vectors.integrity``: ``*.xxh``, ``rowhash.u64``) checked as they are read. The
+  exact scan keeps one in the cache (``mtquery.io.cache``); an ANN index keeps one inside its
+  directory.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import DataError
+from mtquery.vectors import integrity, rowsfile
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: checksums (mtquery.vectors.integrity), rows.arrow in ROWS_BATCH rows
 CHUNK_ROWS = 65_536
 SCAN_CHUNK = 262_144
+#: rows of a record batch of rows.arrow: the unit the metadata of a few rows is checked in
+ROWS_BATCH = 256
 
 #: the columns of a kNN answer besides rank and distance, with their Arrow types
 RESULT_TYPES: dict[str, pa.DataType] = {
@@ -278,6 +284,7 @@ class VectorStore:
     dim: int
     dtype: str  # float32 | float16
     fingerprint: tuple[dict, ...]
+    rows_batch: int = ROWS_BATCH
 
     @property
     def rowmap(self) -> RowMap:
@@ -298,24 +305,60 @@ class VectorStore:
         return _open_matrix(str(self.vector_file), self.n, self.dim, self.dtype)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        return np.asarray(self.matrix()[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+        """Unit vectors of row ids, each checked against its row hash."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.asarray(self.matrix())[ids]
+        integrity.verify_rows(self.vector_file, rows, ids)
+        return np.asarray(rows, dtype=np.float32)
 
     def rows(self, ids: np.ndarray) -> pa.Table:
-        """Result columns of row ids, in that order."""
-        with pa.memory_map(str(self.path / "rows.arrow")) as src:
-            table = pa.ipc.open_file(src).read_all()
-        return table.take(pa.array(np.asarray(ids, dtype=np.int64)))
+        """Result columns of row ids, in that order: only the record batches holding them are
+        read, each checked against its checksum first."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            return empty_rows()
+        path = self.path / "rows.arrow"
+        if ids.min() < 0 or ids.max() >= self.n:
+            raise DataError(f"row ids outside the vector store at {self.path}")
+        wanted, inv = np.unique(ids // self.rows_batch, return_inverse=True)
+        inv = inv.reshape(-1)
+        batches = rowsfile.read_batches(path, wanted, RESULT_SCHEMA)
+        starts = np.concatenate([[0], np.cumsum([b.num_rows for b in batches])])
+        pos = starts[inv] + ids - wanted[inv] * self.rows_batch
+        if np.any(pos >= starts[inv + 1]):
+            raise integrity.Damaged(path, "a record batch holds fewer rows than written")
+        return pa.Table.from_batches(batches, RESULT_SCHEMA).take(pa.array(pos))
 
     def scores(self, q: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Cosine similarity of a unit query with every (or the given) row, in chunks so
-        memory stays bounded; invalid rows score NaN."""
-        x = self.matrix()
+        memory stays bounded; invalid rows score NaN. Every row read is checked: a whole scan
+        block by block (each hashed just before it is scored, while in the CPU cache), a set
+        of rows by their row hashes or their blocks, whichever hashes less."""
+        x = np.asarray(self.matrix())  # a plain view of the map: cheap slices
         n = self.n if ids is None else len(ids)
         out = np.empty(n, dtype=np.float32)
+        if n == 0:
+            return out
+        sums = integrity.read_sums(self.vector_file)
+        rb = self.dim * x.itemsize
+        buf = memoryview(x.reshape(-1).view(np.uint8))
+        if ids is None:
+            f32 = x.dtype == np.float32
+            for a, b in integrity.scan_blocks(sums, buf, 0, n * rb):
+                lo, hi = a // rb, b // rb
+                if f32:
+                    np.dot(x[lo:hi], q, out=out[lo:hi])
+                else:
+                    out[lo:hi] = x[lo:hi].astype(np.float32) @ q
+            return out
+        ids = np.asarray(ids, dtype=np.int64)
+        by_block = integrity.check_rows(sums, buf, ids, rb)
         for lo in range(0, n, SCAN_CHUNK):
-            hi = min(n, lo + SCAN_CHUNK)
-            block = x[lo:hi] if ids is None else x[ids[lo:hi]]
-            out[lo:hi] = np.asarray(block, dtype=np.float32) @ q
+            sel = ids[lo:lo + SCAN_CHUNK]
+            block = x[sel]
+            if not by_block:
+                integrity.verify_rows(self.vector_file, block, sel)
+            out[lo:lo + len(sel)] = np.asarray(block, dtype=np.float32) @ q
         return out
 
     def search(self, q: np.ndarray, k: int, ids: np.ndarray | None = None
@@ -327,11 +370,17 @@ class VectorStore:
         return rid[pos], sc
 
     def invalid_ids(self) -> np.ndarray:
-        """Row ids of the zero / invalid vectors (never returned by a search)."""
+        """Row ids of the zero / invalid vectors (never returned by a search), checked."""
+        path = self.path / "invalid.npy"
+        integrity.verify_file(path)
         try:
-            return np.load(self.path / "invalid.npy", allow_pickle=False)
-        except OSError:
-            return np.empty(0, np.int64)
+            bad = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise integrity.Damaged(path, f"unreadable: {str(exc).splitlines()[0]}") from exc
+        if bad.ndim != 1 or bad.dtype.kind != "i" or (bad.size and (
+                bad.min() < 0 or bad.max() >= self.n)):
+            raise integrity.Damaged(path, "not a list of row ids of this store")
+        return bad
 
     def count_invalid(self, ids: np.ndarray | None = None) -> int:
         """How many of all (or of the given, sorted) row ids hold invalid vectors."""
@@ -348,20 +397,29 @@ def _open_matrix(path: str, n: int, dim: int, dtype: str) -> np.ndarray:
 def load_store(path: str | Path, fp: list[dict] | None = None) -> VectorStore | None:
     """The store at ``path`` if complete (and built from ``fp`` when given), else None."""
     path = Path(path)
+    meta_path = path / "meta.json"
+    if not integrity.sidecar(meta_path).is_file():
+        return None  # none, or written before checksums (format 3): build it again
+    raw = integrity.read_verified(meta_path)  # damage: integrity.Damaged, named
     try:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        meta = json.loads(raw)
         if meta.get("version") != FORMAT_VERSION or meta.get("dtype") not in DTYPES:
             return None
         store = VectorStore(path=path, dim=int(meta["dim"]), dtype=meta["dtype"],
-                            fingerprint=tuple(meta["fingerprint"]))
+                            fingerprint=tuple(meta["fingerprint"]),
+                            rows_batch=int(meta.get("rows_batch", ROWS_BATCH)))
         if fp is not None and list(store.fingerprint) != fp:
             return None
         vec = store.vector_file
         size = np.dtype(DTYPES[store.dtype][0]).itemsize * store.n * store.dim
-        if vec.stat().st_size != size or not (path / "rows.arrow").is_file():
+        if not vec.is_file() or not (path / "rows.arrow").is_file():
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    integrity.read_sums(vec)  # a truncated or extended file is named here
+    integrity.read_sums(path / "rows.arrow")
+    if vec.stat().st_size != size:
+        raise integrity.Damaged(vec, f"{vec.stat().st_size} bytes, {size} expected")
     return store
 
 
@@ -377,37 +435,45 @@ def write_store(staging: Path, fp: list[dict], dtype: str = "float32",
     n = sum(int(f["rows"]) for f in fp)
     files = [f["path"] for f in fp]
     dim, written, invalid = None, 0, []
+    sums = integrity.VectorSums(staging / name)  # block and row checksums as rows are written
     with open(staging / name, "wb") as fh:
         for off, x in iter_vectors(files):
             dim = dim or x.shape[1]
             u = unit_rows(x)
             if len(u):
                 invalid.append(off + np.flatnonzero(np.isnan(u[:, 0])))
-            fh.write(u.astype(np_dtype, copy=False).tobytes())
+            v = u.astype(np_dtype, copy=False)
+            fh.write(v.tobytes())
+            sums.add(v)
             written += len(x)
             emit(progress, "reading vectors", len(x), total=n, unit="rows")
+    sums.finish()
     if written != n:
         raise DataError("the dataset changed while it was read; run again")
-    _write_rows(files, staging / "rows.arrow")
+    write_rows(files, staging / "rows.arrow")
     bad = np.concatenate(invalid).astype(np.int64) if invalid else np.empty(0, np.int64)
     np.save(staging / "invalid.npy", bad, allow_pickle=False)
+    integrity.write_sums(staging / "invalid.npy")
     meta = {"version": FORMAT_VERSION, "dim": int(dim or 0), "dtype": dtype,
-            "rows": n, "invalid_rows": int(bad.size), "fingerprint": fp}
+            "rows": n, "invalid_rows": int(bad.size), "rows_batch": ROWS_BATCH,
+            "fingerprint": fp}
     (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    integrity.write_sums(staging / "meta.json")
     return VectorStore(path=staging, dim=int(dim or 0), dtype=dtype, fingerprint=tuple(fp))
 
 
-def _write_rows(files: Sequence[str], target: Path) -> None:
+def write_rows(files: Sequence[str], target: Path) -> None:
+    """The result columns of ``files`` as ``rows.arrow`` (``mtquery.vectors.rowsfile``)."""
     import pyarrow.parquet as pq
 
-    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, RESULT_SCHEMA) as writer:
+    def tables():
         for f in files:
             pf = pq.ParquetFile(f)
             cols = [c for c in RESULT_COLUMNS if c in pf.schema_arrow.names]
             for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=cols):
-                t = cast_rows(pa.Table.from_batches([batch]))
-                for b in t.to_batches():
-                    writer.write_batch(b)
+                yield cast_rows(pa.Table.from_batches([batch]))
+
+    rowsfile.write_batches(tables(), target, RESULT_SCHEMA, ROWS_BATCH)
 
 
 def publish(staging: Path, target: Path) -> bool:
