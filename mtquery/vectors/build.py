@@ -21,6 +21,7 @@ from mtquery.errors import DataError, UsageError
 from mtquery.io.datasets import Dataset, resolve
 from mtquery.io.staging import discard, new_staging, tidy
 from mtquery.progress import ProgressCallback, emit
+from mtquery.vectors import integrity
 from mtquery.vectors.calibrate import calibrate
 from mtquery.vectors.index import (
     FORMAT,
@@ -218,4 +219,5 @@ def _build(tmp: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     manifest["resident_bytes"] = sum(manifest["files"].values())
     manifest["float32_vector_bytes"] = n * dim * 4
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    integrity.seal(tmp)  # checksums of the manifest and codes (the store wrote its own)
     return manifest

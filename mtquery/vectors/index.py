@@ -8,6 +8,7 @@ Layout of an index directory (``<file>.mtindex/`` beside a one-file dataset, ``_
 inside a dataset directory, or any ``index_dir``)::
 
     manifest.json   parameters, calibration, sizes, timings (format mtquery-ann/2)
+    *.xxh           XXH3 checksums of every file (mtquery.vectors.integrity; index verify)
     ivf.faiss       IndexIVFRaBitQ(d, nlist) or, ivf-sq8, IndexIVFScalarQuantizer(d_pca,
                     nlist, QT_8bit); L2 on unit vectors
     pca.faiss       ivf-sq8 only: the PCA rotation d -> d_pca (faiss VectorTransform)
@@ -41,6 +42,7 @@ from mtquery.io.datasets import Dataset
 from mtquery.query.filters import Filters
 from mtquery.query.resolve import QueryVector
 from mtquery.query.session import Session
+from mtquery.vectors import integrity
 from mtquery.vectors.store import (
     VectorStore,
     distances,
@@ -235,7 +237,7 @@ def read_manifest(path: Path) -> dict:
         raise DataError(f"no index at {path} (no {MANIFEST}); build one with "
                         "'mtquery index build DATASET'")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = json.loads(integrity.read_verified(mpath))  # damage: Damaged, named
     except (OSError, ValueError) as exc:
         raise DataError(f"index manifest {mpath} is unreadable or truncated ({exc}); "
                         f"{rebuild}") from exc
@@ -287,6 +289,9 @@ def load_index(path: str | Path, dataset: Dataset | None = None) -> AnnIndex:
                         f"{rebuild}")
     if dataset is not None:
         check_fresh(store, dataset, path)
+    for codes in ("pca.faiss", "ivf.faiss"):  # checked whole before faiss parses them
+        if (path / codes).is_file() or codes == "ivf.faiss":
+            integrity.verify_file(path / codes)
     try:
         pca = (faiss.read_VectorTransform(str(path / "pca.faiss"))
                if (path / "pca.faiss").is_file() else None)
@@ -317,6 +322,7 @@ def index_info(path: str | Path) -> dict:
     """Kind, parameters, calibration curve, resident and disk bytes, fallback of an index."""
     path = Path(path)
     m = read_manifest(path)
+    checked = integrity.verify_index(path)  # every file against its checksums
     calib = m.get("calibration") or {}
     disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return {
@@ -331,6 +337,7 @@ def index_info(path: str | Path) -> dict:
         "build_s": m.get("build", {}).get("total_s"), "created": m.get("created"),
         "in_fallback": bool(calib.get("fallback")), "fallback": calib.get("fallback"),
         "calibration": calib,
+        "verified": {"files": checked["files"], "bytes": checked["bytes"]},
     }
 
 
@@ -357,14 +364,18 @@ def search_index(index: AnnIndex, query: np.ndarray, k: int,
 def index_knn(session: Session, idx: AnnIndex, query: QueryVector, k: int,
               filters: Filters | None = None, include_self: bool = False) -> pa.Table:
     """The same answer as the exact scan (rank, result columns, distance), from the index."""
-    from mtquery.vectors.exact import allowed_ids, drop_ids
+    from mtquery.vectors.exact import allowed_ids, excluding
 
     if idx.dim != session.dim:
         raise DataError(f"the index holds {idx.dim}-d vectors, the dataset {session.dim}-d; "
                         "rebuild it")
     exclude = () if include_self else query.exclude_ids
     allowed = allowed_ids(session, idx.store, filters or Filters())
-    ids, scores = idx.search(query.vector, k + len(exclude), allowed=allowed)
-    rows, scores = drop_ids(idx.store.rows(ids), scores, exclude, k)
+
+    def fetch(m: int) -> tuple[pa.Table, np.ndarray]:
+        ids, scores = idx.search(query.vector, m, allowed=allowed)
+        return idx.store.rows(ids), scores
+
+    rows, scores = excluding(fetch, k, exclude, idx.rows)
     skipped = idx.store.count_invalid(allowed)
     return with_skipped(result_table(scores, rows), skipped)
