@@ -125,14 +125,13 @@ def linear_probe(dataset, labels, *, label_col: str | None = None, join: str = "
 def _mtquery_index(dataset):
     """The dataset's own ANN index (``mtquery index build``), checked fresh."""
     from mtquery.io.datasets import resolve
-    from mtquery.vectors.index import find_index, load_index
+    from mtquery.vectors.index import open_for
 
-    ds = resolve(dataset)
-    path = find_index(ds)
-    if path is None:
+    found = open_for(resolve(dataset))
+    if found is None:
         raise DataError("ann='index': the dataset has no index; run 'mtquery index build' "
                         "first", "ann")
-    return load_index(path, ds)
+    return found
 
 
 def retrieval(dataset, labels, *, label_col: str | None = None, join: str = "unique_id",

@@ -29,6 +29,7 @@ def knn(session: Session, query: QueryVector, k: int = 10, filters: Filters | No
     own, when built). Rows with zero / invalid vectors never match; how many were skipped is
     in the table's metadata (``mtquery.vectors.store.skipped_of``) and logged."""
     from mtquery.vectors.exact import exact_knn, store_knn
+    from mtquery.vectors.index import fresh_store_of
 
     check_k(k)
     if exact and index is not None:
@@ -64,26 +65,9 @@ def knn(session: Session, query: QueryVector, k: int = 10, filters: Filters | No
     else:
         # not exact: no index was found above, so only an exact search looks for its store
         result = exact_knn(session, query, k, filters, include_self,
-                           store=_index_store(session) if exact else None)
+                           store=fresh_store_of(session) if exact else None)
     skipped = skipped_of(result)
     if skipped:
         log.warning("skipped %d fragment(s) whose vector is zero or not finite", skipped)
     return result
 
-
-def _index_store(session: Session):
-    """The store of the dataset's index, when a fresh one exists (the exact scan reads it
-    instead of building a cache)."""
-    from mtquery.errors import DataError
-    from mtquery.vectors.index import STORE, check_fresh, find_index
-    from mtquery.vectors.store import load_store
-
-    path = find_index(session.dataset)
-    store = load_store(path / STORE) if path is not None else None
-    if store is not None and store.dim == session.dim:
-        try:
-            check_fresh(store, session.dataset, path)
-            return store
-        except DataError:
-            pass  # stale or foreign index: the cache serves the exact scan
-    return None
