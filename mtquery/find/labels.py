@@ -86,6 +86,22 @@ def _day_window(filters: Filters) -> tuple[str | None, str | None]:
     return start, end
 
 
+def same_crs(session: Session, table: str) -> None:
+    """Give the label geometries the CRS the dataset's geometries carry (none, or e.g.
+    OGC:CRS84 from GeoParquet metadata): DuckDB refuses to intersect geometries whose CRS
+    labels differ, and a GeoJSON says EPSG:4326 (the same lon/lat coordinates)."""
+    import re
+
+    typ = run(session, "SELECT typeof(geometry) AS t FROM embeddings LIMIT 1").column(0)
+    m = re.match(r"GEOMETRY\('([^']*)'\)", str(typ[0].as_py()) if len(typ) else "")
+    expr = "ST_SetCRS(geom, ?)" if m else "CAST(geom AS GEOMETRY)"
+    try:
+        session.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * REPLACE "
+                            f"({expr} AS geom) FROM {table}", [m.group(1)] if m else [])
+    except duckdb.Error as exc:
+        raise sql_error(exc) from exc
+
+
 def read_label_file(session: Session, path: str | Path, label_column: str = "label",
                     positive_label: str | None = None,
                     filters: Filters | None = None) -> tuple[pa.Table, dict]:
@@ -102,6 +118,8 @@ def read_label_file(session: Session, path: str | Path, label_column: str = "lab
                          f"(columns: {', '.join(cols)})", "label_column")
     join = _join_kind(cols, p)
     info = load_label_table(session.con, p, label_column, join)
+    if join == "spatial":
+        same_crs(session, LABEL_TABLE)
     values = [r[0] for r in session.con.execute(
         f"SELECT DISTINCT label FROM {LABEL_TABLE} ORDER BY label").fetchall()]
     if positive_label is not None and str(positive_label) not in values:
