@@ -34,9 +34,9 @@ import pyarrow.parquet as pq
 from mtquery.errors import DataError, UsageError
 from mtquery.io.cost import Budget, FilePlan, ReadPlan, check, parse_max_read, plan
 from mtquery.io.datasets import Dataset, resolve
-from mtquery.io.optimize import DEFAULT_ROW_GROUP, MANIFEST, _check_paths, _publish, _write_stage
+from mtquery.io.optimize import DEFAULT_ROW_GROUP, MANIFEST, check_paths, write_stage
 from mtquery.io.remote import Footer, expand, read_footers, read_range
-from mtquery.io.staging import STAGING, discard, new_staging, pid_alive, sweep, tidy
+from mtquery.io.staging import STAGING, discard, new_staging, pid_alive, publish, sweep, tidy
 from mtquery.progress import ProgressCallback, emit
 from mtquery.query.filters import BBox, Filters, where_sql
 from mtquery.vectors.store import fingerprint
@@ -84,7 +84,7 @@ def extract(dataset: Dataset | str, output: str | Path, bbox: str | BBox | None 
     budget = Budget(budget.max_bytes, budget.max_share, allow_full_scan)
     ds = resolve(dataset)
     output = Path(output)
-    _check_paths(ds, output)
+    check_paths(ds, output)
     t0 = time.perf_counter()
     read = extract_plan(ds, filters)
     if ds.remote:
@@ -190,7 +190,7 @@ def _run(ds: Dataset, read: ReadPlan, filters: Filters, stage: Path, output: Pat
 
         shutil.rmtree(out_stage)
     out_stage.mkdir()
-    manifest = _write_stage(resolve(parts), out_stage, rows, fingerprint(parts), t0,
+    manifest = write_stage(resolve(parts), out_stage, rows, fingerprint(parts), t0,
                             row_group_size, False, None, "2GB", "2GB", None, None, validate,
                             progress)
     manifest["inputs"] = [{"file": d["source"], "row_groups": d["row_groups"],
@@ -209,7 +209,7 @@ def _run(ds: Dataset, read: ReadPlan, filters: Filters, stage: Path, output: Pat
     }
     (out_stage / EXTRACT_MANIFEST).write_text(json.dumps(extract_manifest, indent=2) + "\n",
                                               encoding="utf-8")
-    _publish(out_stage, out_abs, output)
+    publish(out_stage, out_abs, name=output)
     emit(progress, "extracting", message=(
         f"extracted {rows:,} rows from {read.row_groups} row group(s) of {len(done)} file(s) "
         f"into {output} ({extract_manifest['seconds']:.1f} s"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ import pyarrow as pa
 
 from mtquery.errors import DataError, UsageError
 from mtquery.io.datasets import Dataset, resolve
-from mtquery.io.staging import discard, new_staging, tidy
+from mtquery.io.staging import discard, new_staging, publish, tidy
 from mtquery.progress import ProgressCallback, emit
 from mtquery.vectors.store import fingerprint
 
@@ -74,7 +73,7 @@ def select_sql(sort: bool = True) -> str:
     return sql
 
 
-def _check_paths(ds: Dataset, output: Path) -> None:
+def check_paths(ds: Dataset, output: Path) -> None:
     out = output.resolve()
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {output} is a file; give a directory that does not exist "
@@ -221,7 +220,7 @@ def optimize(inputs: Sequence[str] | str, output: str | Path,
     if ds.remote:
         raise DataError("optimize reads local files; download the remote files first")
     output = Path(output)
-    _check_paths(ds, output)
+    check_paths(ds, output)
     inputs_fp = fingerprint(ds.local_files)
     n_in = sum(f["rows"] for f in inputs_fp)
     t0 = time.perf_counter()
@@ -231,10 +230,10 @@ def optimize(inputs: Sequence[str] | str, output: str | Path,
     except OSError as exc:
         raise DataError(f"cannot write beside {output}: {exc.strerror or exc}") from exc
     try:
-        manifest = _write_stage(ds, stage, n_in, inputs_fp, t0, row_group_size, float16,
+        manifest = write_stage(ds, stage, n_in, inputs_fp, t0, row_group_size, float16,
                                 rows_per_file, mem, memory_limit, threads, compression_level,
                                 validate, progress)
-        _publish(stage, out_abs, output)
+        publish(stage, out_abs, name=output)
     except BaseException as exc:
         discard(stage)
         if isinstance(exc, Exception) and _no_space(exc):
@@ -248,22 +247,7 @@ def optimize(inputs: Sequence[str] | str, output: str | Path,
     return manifest
 
 
-def _publish(stage: Path, out_abs: Path, output: Path) -> None:
-    """Rename the staging directory into place: atomic, and never over another output (a
-    rename onto a non-empty directory fails; onto an empty one it replaces it)."""
-    try:
-        os.rename(stage, out_abs)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise DataError(f"{output} was created by another run while this one was writing; "
-                            "kept it and discarded this run's output") from exc
-        if exc.errno == errno.ENOTDIR:
-            raise DataError(f"{output} was replaced by a file while this run was writing; "
-                            "discarded this run's output") from exc
-        raise DataError(f"cannot publish {output}: {exc.strerror or exc}") from exc
-
-
-def _write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: float,
+def write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: float,
                  row_group_size: int, float16: bool, rows_per_file: int | None, mem: str,
                  memory_limit: str, threads: int | None, compression_level: int | None,
                  validate: bool, progress: ProgressCallback | None) -> dict:

@@ -99,3 +99,45 @@ def tidy(parent: str | Path) -> None:
         (Path(parent) / STAGING).rmdir()
     except OSError:
         pass
+
+
+def publish(stage: str | Path, target: str | Path, *, on_exists: str = "error",
+            name: str | Path | None = None) -> bool:
+    """Rename the finished ``stage`` (a file or folder in ``.mtquery-staging/``) to
+    ``target``: the one way mtquery publishes what it wrote, so a reader sees the old output
+    or the new one, never a part. What happens when ``target`` is there:
+
+    - ``"replace"``: the older target is moved aside into staging first, removed after;
+    - ``"keep"``: another run published first and its output is as good as ours: ``stage``
+      is discarded and False returned;
+    - ``"error"``: ``stage`` is discarded and a ``DataError`` names ``name`` (a rename onto
+      a non-empty folder fails; onto an empty one it replaces it).
+    Returns True when ``stage`` became ``target``."""
+    import errno
+
+    from mtquery.errors import DataError
+
+    stage, target = Path(stage), Path(target)
+    label = name if name is not None else target
+    old = None
+    if on_exists == "replace" and (target.exists() or target.is_symlink()):
+        old = new_staging(target.parent, target.name + ".old", directory=False)
+        os.rename(target, old)
+    try:
+        os.rename(stage, target)
+    except OSError as exc:
+        if on_exists == "keep" and target.exists():
+            discard(stage)
+            return False
+        discard(stage)
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise DataError(f"{label} was created by another run while this one was writing; "
+                            "kept it and discarded this run's output") from exc
+        if exc.errno == errno.ENOTDIR:
+            raise DataError(f"{label} was replaced by a file while this run was writing; "
+                            "discarded this run's output") from exc
+        raise DataError(f"cannot publish {label}: {exc.strerror or exc}") from exc
+    if old is not None:
+        discard(old)
+    tidy(target.parent)
+    return True
