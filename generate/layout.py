@@ -76,7 +76,7 @@ def open_output(output: str, settings: dict) -> OutputDir:
         raise UsageError(f"output {output} exists and is not a directory", argument="output")
     (out.meta / STATE_DIR).mkdir(parents=True, exist_ok=True)
     _adopt_old_layout(out)
-    for d in (out.root, out.meta, out.meta / STATE_DIR):
+    for d in (out.root, out.meta, out.meta / STATE_DIR, out.meta / "thumbnails"):
         for tmp in d.glob(".*.tmp"):  # leftovers of a killed run (never renamed into place)
             tmp.unlink(missing_ok=True)
     run_file = out.meta / RUN_FILE

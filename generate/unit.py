@@ -26,6 +26,7 @@ from mtquery.generate.models import forward
 from mtquery.generate.registry import ModelSpec
 from mtquery.generate.sample import CORE_PX_10M, Sample, SampleError
 from mtquery.generate.sources import Source
+from mtquery.generate.thumbnails import fragment_thumbnails
 from mtquery.standard.schema import arrow_schema, embedding_array, with_geo_metadata
 
 
@@ -37,6 +38,7 @@ class Timings:
     model: float = 0.0
     pack: float = 0.0
     write: float = 0.0
+    thumbnails: float = 0.0  # image chips (mtquery.generate.thumbnails)
 
     def as_dict(self) -> dict:
         return {k: round(v, 4) for k, v in self.__dict__.items()}
@@ -70,6 +72,7 @@ class Group:
     samples: list[tuple[Sample, np.ndarray]]  # (sample without its bands, pixel_bbox)
     fragments: np.ndarray  # (n, bands, f, f) float32 raw values
     failed: list[dict] = field(default_factory=list)
+    thumbs: list[bytes] | None = None  # one image chip per fragment (None: not made)
 
 
 def extract_fragments(image: np.ndarray, pixel_bbox: np.ndarray) -> np.ndarray:
@@ -80,10 +83,12 @@ def extract_fragments(image: np.ndarray, pixel_bbox: np.ndarray) -> np.ndarray:
 
 
 def fragment_groups(source: Source, spec: ModelSpec, start: int, stop: int, batch_size: int,
-                    timings: Timings | None = None) -> Iterator[Group]:
+                    timings: Timings | None = None, thumbnails: bool = False
+                    ) -> Iterator[Group]:
     """Decode samples start..stop-1 of ``source``, cut their Core windows into fragments and
     group them: a group closes as soon as it holds ``batch_size`` fragments or more, so every
-    engine embeds the same batches. Unreadable samples are listed in the group's ``failed``."""
+    engine embeds the same batches. Unreadable samples are listed in the group's ``failed``.
+    ``thumbnails``: each group also carries an image chip per fragment."""
     timings = timings if timings is not None else Timings()
     pb = fragment_grid(CORE_PX_10M, spec.fragment_size)  # other sizes: computed per sample
     pending: list[tuple[Sample, np.ndarray, np.ndarray]] = []
@@ -112,20 +117,27 @@ def fragment_groups(source: Source, spec: ModelSpec, start: int, stop: int, batc
         pending.append((replace(smp, bands={}), spb, fr))
         n_pending += len(fr)
         if n_pending >= batch_size:
-            yield _group(index, False, pending, failed, spec)
+            yield _group(index, False, pending, failed, spec, timings if thumbnails else None)
             index += 1
             pending, failed, n_pending = [], [], 0
         t0 = time.perf_counter()
-    yield _group(index, True, pending, failed, spec)
+    yield _group(index, True, pending, failed, spec, timings if thumbnails else None)
 
 
-def _group(index: int, last: bool, pending: list, failed: list, spec: ModelSpec) -> Group:
+def _group(index: int, last: bool, pending: list, failed: list, spec: ModelSpec,
+           thumbs_timings: Timings | None = None) -> Group:
+    """A group of the pending samples; with ``thumbs_timings``, their image chips too."""
     if pending:
         frags = np.concatenate([p[2] for p in pending])
     else:
         frags = np.zeros((0, len(spec.bands), spec.fragment_size, spec.fragment_size),
                          np.float32)
-    return Group(index, last, [(s, pb) for s, pb, _ in pending], frags, list(failed))
+    thumbs = None
+    if thumbs_timings is not None:
+        t0 = time.perf_counter()
+        thumbs = fragment_thumbnails(frags, spec.bands)
+        thumbs_timings.thumbnails += time.perf_counter() - t0
+    return Group(index, last, [(s, pb) for s, pb, _ in pending], frags, list(failed), thumbs)
 
 
 def embed_group(lm: LoadedModel, fragments: np.ndarray, batch_size: int) -> np.ndarray:
@@ -158,11 +170,16 @@ def pack_sample(sample: Sample, pixel_bbox: np.ndarray, emb: np.ndarray) -> dict
     }
 
 
-def pack_group(samples: list[tuple[Sample, np.ndarray]], embs: np.ndarray) -> list[dict]:
-    """Row parts (one per sample) of a group from its embeddings, in sample order."""
+def pack_group(samples: list[tuple[Sample, np.ndarray]], embs: np.ndarray,
+               thumbs: list[bytes] | None = None) -> list[dict]:
+    """Row parts (one per sample) of a group from its embeddings, in sample order; with
+    ``thumbs`` (one per fragment), each part carries its ``thumbnail`` list."""
     parts, j = [], 0
     for smp, spb in samples:
-        parts.append(pack_sample(smp, spb, embs[j:j + len(spb)]))
+        part = pack_sample(smp, spb, embs[j:j + len(spb)])
+        if thumbs is not None:
+            part["thumbnail"] = thumbs[j:j + len(spb)]
+        parts.append(part)
         j += len(spb)
     return parts
 

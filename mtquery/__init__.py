@@ -9,9 +9,10 @@
     con = mtquery.connect("demo")     # DuckDB with views embeddings, acquisitions, cells
     mtquery.score("demo", ids=[a, b], bbox=..., heatmap="sim.tif")  # every fragment's score
     mtquery.classify("demo", positives=[a, b], detections="found.geojson")  # ClassifyResult
+    mtquery.chip("demo", unique_id)   # the fragment's image chip (bytes, media type) or None
 """
 
-from mtquery.api import align, change, extract, info, knn, search
+from mtquery.api import align, change, chip, extract, info, knn, search
 from mtquery.errors import DataError, MTQueryError, UsageError
 from mtquery.find.api import classify, score
 from mtquery.query.session import Session, connect, open_session
@@ -49,6 +50,7 @@ __all__ = [
     "cell_bounds",
     "cells_in_bbox",
     "change",
+    "chip",
     "classify",
     "connect",
     "extract",

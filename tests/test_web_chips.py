@@ -68,8 +68,9 @@ def rows(dataset) -> list[dict]:
 
     s = open_session(str(dataset), read_only=True)
     try:
-        return s.con.execute("SELECT unique_id, grid_cell, product_id, pixel_bbox, "
-                             "source_file FROM embeddings ORDER BY unique_id").arrow().to_pylist()
+        sql = ("SELECT unique_id, grid_cell, product_id, pixel_bbox, source_file "
+               "FROM embeddings ORDER BY unique_id")
+        return s.con.execute(sql).to_arrow_table().to_pylist()
     finally:
         s.close()
 

@@ -52,6 +52,10 @@ def register(app: typer.Typer) -> None:
                  "has GPUs, else 0)"),
         connect_timeout: float = typer.Option(
             30.0, "--connect-timeout", help="ray: seconds to reach --address"),
+        thumbnails: bool = typer.Option(
+            True, "--thumbnails/--no-thumbnails",
+            help="write a small RGB image chip per fragment beside the shards (for the map "
+                 "page; S2 true colour, S1 vv/vh)"),
     ) -> None:
         """Embed Major TOM Core samples or Sentinel scenes into standard GeoParquet shards."""
         from mtquery.cli.progress import progress_bar
@@ -65,7 +69,8 @@ def register(app: typer.Typer) -> None:
                              precision=precision, product_id=product_id, timestamp=timestamp,
                              shard_size=shard_size, progress=on_progress, engine=engine,
                              address=address, workers=workers,
-                             gpus_per_worker=gpus_per_worker, connect_timeout=connect_timeout)
+                             gpus_per_worker=gpus_per_worker, connect_timeout=connect_timeout,
+                             thumbnails=thumbnails)
         except MTQueryError as exc:
             flag = _FLAGS.get(exc.argument or "")
             if flag and flag not in str(exc):

@@ -26,9 +26,14 @@ def serve(
                                               "https://tile.openstreetmap.org/{z}/{x}/{y}.png "
                                               "(default: offline country outlines only).")
                      ] = None,
+    core: Annotated[str | None, typer.Option(help="Major TOM Core metadata.parquet (path or "
+                                             "URL) the image chips come from (default: the "
+                                             "released set's own; generated sets carry "
+                                             "thumbnails).")] = None,
 ) -> None:
     """A local web page over the dataset: click the map for the fragment's neighbours
-    (shift-click: add an example, alt-click: a negative one), filter by bbox and time,
+    (shift-click: add an example, alt-click: a negative one), see each fragment's image,
+    label fragments and find more like them (classify, heat map), filter by bbox and time,
     export GeoJSON / GeoParquet / CSV. ?lat=&lon=&k= or ?id= in the URL runs that query.
     The JSON API (/api/knn, /api/search) answers as --format json does."""
     from mtquery.web.server import check_tiles
@@ -48,6 +53,6 @@ def serve(
             webbrowser.open(url)
 
     try:
-        run_server(dataset, host=host, port=port, tiles=tiles, on_ready=ready)
+        run_server(dataset, host=host, port=port, tiles=tiles, on_ready=ready, core=core)
     except KeyboardInterrupt:  # Ctrl-C is how a server stops: not an error
         sys.stderr.write("mtquery: map page stopped\n")

@@ -335,15 +335,17 @@ MAX_ID_CHARS = 256
 
 
 def dataset_core(session: Session) -> str | None:
-    """The Core metadata of the session's dataset (a released set's catalog entry names it;
-    a mirror set with $MTQUERY_HF_ENDPOINT serves it too), or None."""
+    """The Core metadata of the session's dataset (a released set's catalog entry names it,
+    ``hf://``, served by $MTQUERY_HF_ENDPOINT when set, as the embeddings are), or None."""
     entry = session.dataset.entry
     core = getattr(entry, "core", None) if entry is not None else None
-    if core and core.startswith("hf://"):
-        from mtquery.io.remote import expand
+    if core and core.startswith("hf://datasets/"):
+        from mtquery.io.remote import hf_endpoint
 
-        urls = expand([core])
-        core = urls[0] if urls else None
+        repo_path = core[len("hf://datasets/"):].split("/", 2)
+        if len(repo_path) == 3:
+            owner, name, path = repo_path
+            core = f"{hf_endpoint(default=True)}/datasets/{owner}/{name}/resolve/main/{path}"
     return core
 
 

@@ -27,24 +27,29 @@ class CatalogEntry:
     source: str
     description: str
     model: str | None = None
+    #: the Major TOM Core metadata.parquet of the imagery (image chips of the map page)
+    core: str | None = None
 
 
-def _released(name: str, repo: str, model: str, rows: str) -> CatalogEntry:
+def _released(name: str, repo: str, model: str, rows: str, core: str) -> CatalogEntry:
     return CatalogEntry(
         name=name,
         source=f"hf://datasets/Major-TOM/{repo}/embeddings/*.parquet",
         description=f"Major TOM {repo}: {rows} embeddings ({model}), CC-BY-SA-4.0",
         model=model,
+        core=f"hf://datasets/Major-TOM/{core}/metadata.parquet",
     )
 
 
 CATALOG: dict[str, CatalogEntry] = {
-    "siglip": _released("siglip", "Core-S2RGB-SigLIP", "ViT-SO400M-14-SigLIP-384", "20.2M"),
-    "dinov2": _released("dinov2", "Core-S2RGB-DINOv2", "facebook/dinov2-base", "56.1M"),
+    "siglip": _released("siglip", "Core-S2RGB-SigLIP", "ViT-SO400M-14-SigLIP-384", "20.2M",
+                        "Core-S2L2A"),
+    "dinov2": _released("dinov2", "Core-S2RGB-DINOv2", "facebook/dinov2-base", "56.1M",
+                        "Core-S2L2A"),
     "ssl4eo-s2l1c": _released("ssl4eo-s2l1c", "Core-S2L1C-SSL4EO", "SSL4EO-S12 RN50 DINO",
-                              "56.1M"),
+                              "56.1M", "Core-S2L1C"),
     "ssl4eo-s1rtc": _released("ssl4eo-s1rtc", "Core-S1RTC-SSL4EO", "SSL4EO-S12 RN50 MoCo",
-                              "36.7M"),
+                              "36.7M", "Core-S1RTC"),
 }
 
 
@@ -94,8 +99,12 @@ def _looks_like_name(text: str) -> bool:
 
 def _visible(path: Path, root: Path) -> bool:
     """False for files under a hidden folder (``.mtquery-staging``, ``.git``...) or with a
-    hidden name: staging of killed runs is never read as data."""
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+    hidden name: staging of killed runs is never read as data; nor are files under a folder
+    whose name starts with ``_`` (a run's own files, ``_mtquery/thumbnails/``; pyarrow skips
+    them too)."""
+    parts = path.relative_to(root).parts
+    return not any(p.startswith(".") for p in parts) and not any(
+        p.startswith("_") for p in parts[:-1])
 
 
 def _expand_local(text: str) -> list[Path]:

@@ -128,9 +128,11 @@ class Service:
     """The library behind the page: one session (read-only), one lock (a DuckDB connection
     is not thread-safe), coverage computed once."""
 
-    def __init__(self, session: Session, tiles: str | None = None) -> None:
+    def __init__(self, session: Session, tiles: str | None = None,
+                 core: str | None = None) -> None:
         self.session = session
         self.tiles = tiles
+        self.core = core  # the Major TOM Core metadata that image chips come from
         self.lock = threading.Lock()
         self._info: dict | None = None
         self._coverage: dict | None = None
@@ -244,13 +246,17 @@ def table_response(table: pa.Table, fmt: str, name: str) -> Response:
 
 def create_app(service: Service, allowed_hosts: list[str] | None = None) -> Starlette:
     """The Starlette app: ``/`` (the page), ``/static``, ``/api/info``, ``/api/coverage``,
-    ``/api/fragment``, ``/api/knn``, ``/api/search``."""
+    ``/api/fragment``, ``/api/knn``, ``/api/search``, ``/api/chip`` (``mtquery.web.chips``),
+    ``/api/score`` and ``/api/classify`` (``mtquery.web.find_routes``)."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
+
+    from mtquery.web.chips import chip_route
+    from mtquery.web.find_routes import find_routes
 
     def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
@@ -298,6 +304,8 @@ def create_app(service: Service, allowed_hosts: list[str] | None = None) -> Star
     routes = [Route("/", page),
               Route("/api/info", guarded(info)), Route("/api/coverage", guarded(coverage)),
               Route("/api/fragment", guarded(fragment)), Route("/api/knn", guarded(knn)),
+              chip_route(service, guarded, params),
+              *find_routes(service, guarded, params, table_response),
               Route("/api/search", guarded(search)),
               Mount("/static", app=StaticFiles(directory=STATIC), name="static")]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"])]

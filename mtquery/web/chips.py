@@ -61,8 +61,8 @@ def lookup_chip(service: Any, unique_id: str, cache: ChipCache):
     if hit:
         return chip
     row = service.call(fragment_row, service.session, unique_id)  # 400 when unknown
-    core = getattr(service, "core", None) or dataset_core(service.session)
     try:
+        core = getattr(service, "core", None) or dataset_core(service.session)
         chip = row_chip(row, unique_id, core)
     except MTQueryError as exc:  # imagery unreachable or broken: a placeholder, logged
         log.warning("no chip for %s: %s", unique_id, exc)

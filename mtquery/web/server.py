@@ -82,10 +82,12 @@ class Running:
             self.session.close()
 
 
-def _server(session: Session, host: str, tiles: str | None) -> uvicorn.Server:
+def _server(session: Session, host: str, tiles: str | None,
+            core: str | None = None) -> uvicorn.Server:
     import uvicorn
 
-    app = create_app(Service(session, check_tiles(tiles)), allowed_hosts=_allowed_hosts(host))
+    app = create_app(Service(session, check_tiles(tiles), core),
+                     allowed_hosts=_allowed_hosts(host))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             server_header=False)
     return uvicorn.Server(config)
@@ -99,8 +101,10 @@ def _url(host: str, sock: socket.socket) -> str:
 
 
 def start(dataset: DatasetArg | Session = None, host: str = DEFAULT_HOST, port: int = 0,
-          tiles: str | None = None, timeout: float = 30.0) -> Running:
-    """Serve in a background thread; returns once the server answers."""
+          tiles: str | None = None, timeout: float = 30.0,
+          core: str | None = None) -> Running:
+    """Serve in a background thread; returns once the server answers. ``core``: the Major
+    TOM Core ``metadata.parquet`` (path or URL) the image chips come from."""
     sock = bind(host, port)
     try:
         session = dataset if isinstance(dataset, Session) else open_session(dataset,
@@ -108,7 +112,7 @@ def start(dataset: DatasetArg | Session = None, host: str = DEFAULT_HOST, port: 
     except BaseException:
         sock.close()
         raise
-    server = _server(session, host, tiles)
+    server = _server(session, host, tiles, core)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="mtquery-serve")
     thread.start()
@@ -122,7 +126,8 @@ def start(dataset: DatasetArg | Session = None, host: str = DEFAULT_HOST, port: 
 
 
 def serve(dataset: DatasetArg = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          tiles: str | None = None, on_ready: Callable[[str], None] | None = None) -> None:
+          tiles: str | None = None, on_ready: Callable[[str], None] | None = None,
+          core: str | None = None) -> None:
     """Serve the map page until interrupted; ``on_ready(url)`` once it answers."""
     check_tiles(tiles)
     sock = bind(host, port)
@@ -131,7 +136,7 @@ def serve(dataset: DatasetArg = None, host: str = DEFAULT_HOST, port: int = DEFA
     except BaseException:
         sock.close()
         raise
-    server = _server(session, host, tiles)
+    server = _server(session, host, tiles, core)
     url = _url(host, sock)
     if on_ready is not None:
         def notify() -> None:

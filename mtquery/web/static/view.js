@@ -148,6 +148,9 @@ export function draw(scene) {
   map.getSource('query').setData({ type: 'FeatureCollection', features: scene.query || [] });
   map.getSource('labels').setData({ type: 'FeatureCollection', features: scene.labels || [] });
   map.setPaintProperty('results-fill', 'fill-color', scene.fill || '#3b6fd0');
+  map.setPaintProperty('results-fill', 'fill-opacity', scene.detections ? 0 : 0.85);
+  map.setPaintProperty('results-line', 'line-color', scene.detections ? '#00e5ff' : '#222');
+  map.setPaintProperty('results-line', 'line-width', scene.detections ? 1.5 : 0.6);
   map.setFilter('highlight', ['==', ['get', 'unique_id'], scene.highlight || '']);
   const heat = scene.heat;
   if (heat && scene.showHeat) {

@@ -11,6 +11,8 @@ Sentinel-2 imagery from ``shared/data``, every full Major TOM Core window
 
 25 fragments of 224 px per window (2,475 rows). Deterministic (no randomness): same inputs,
 same file. Standard-conformant GeoParquet (mtquery.standard.schema columns, ``geo`` metadata).
+The fragments' image chips (true colour, 128 px WebP, made by generate) go beside it, in
+``mtquery/data/_mtquery/thumbnails/demo.parquet``, for the map page.
 
     python tests/data/demo/make_data.py [--shared ../shared/data] [--out mtquery/data/demo.parquet]
 """
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 import shapely
 
 from mtquery.generate.pipeline import generate
+from mtquery.generate.thumbnails import sidecar_path
 from mtquery.standard.schema import with_geo_metadata
 
 HERE = Path(__file__).resolve().parent
@@ -49,7 +52,10 @@ def build(shared: Path, workdir: Path):
     table = pq.read_table(parts)
     table = table.replace_schema_metadata(None)
     bounds = shapely.total_bounds(shapely.from_wkb(table.column("geometry").to_pylist()))
-    return with_geo_metadata(table, bbox=bounds.tolist())
+    thumbs = pq.read_table([sidecar_path(p) for p in parts])
+    if thumbs.column("unique_id").to_pylist() != table.column("unique_id").to_pylist():
+        raise SystemExit("the thumbnails do not match the rows")
+    return with_geo_metadata(table, bbox=bounds.tolist()), thumbs
 
 
 def main() -> None:
@@ -58,9 +64,12 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "mtquery" / "data" / "demo.parquet"))
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        table = build(Path(a.shared), Path(tmp))
+        table, thumbs = build(Path(a.shared), Path(tmp))
         manifest = json.loads((Path(tmp) / "t29rkh" / "_mtquery" / "manifest.json").read_text())
     pq.write_table(table, a.out, compression="zstd", row_group_size=1000)
+    side = sidecar_path(Path(a.out))
+    side.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(thumbs, side, compression="none", row_group_size=4096)
     Path(a.out).with_suffix(".md").write_text(
         DESCRIPTION + "\n\nMade by tests/data/demo/make_data.py with the generation pipeline "
         f"(model {manifest['model']['name']}, preprocessing: "
@@ -69,7 +78,7 @@ def main() -> None:
         "acquisition date or product id in the files, so timestamp='unknown') and "
         "shared/data/s2l2a_T29RKH_cog_100m (rio-tiler-pds fixture, BSD-3-Clause; Copernicus "
         "Sentinel data 2020).\n")
-    print(f"wrote {a.out}: {table.num_rows} rows")
+    print(f"wrote {a.out}: {table.num_rows} rows; thumbnails {side}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Drive a headless Chromium over the DevTools protocol (a small websocket client, standard
-library only): the page's browser test and the README screenshots use it.
+library only): the map page's browser tests use it (a test helper, not part of the wheel).
 
     with Chromium() as b:
         b.navigate(url); b.wait_for("window.mtq && window.mtq.ready")
@@ -193,6 +193,24 @@ class Chromium:
     def navigate(self, url: str) -> None:
         self.call("Page.navigate", {"url": url})
 
+    def reload(self) -> None:
+        self.call("Page.reload", {"ignoreCache": True})
+
+    def allow_downloads(self, folder: str | Path) -> None:
+        """Downloads the page starts land in ``folder`` under their suggested names."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.call("Browser.setDownloadBehavior", {"behavior": "allow",
+                                                  "downloadPath": str(folder)})
+
+    def key(self, key: str, modifiers: int = 0) -> None:
+        """Press and release one key (a character such as ``a``, or ``ArrowDown``)."""
+        text = key if len(key) == 1 else ""
+        code = {"ArrowDown": 40, "ArrowUp": 38, "Enter": 13}.get(key, ord(key.upper()[0]))
+        for kind in ("keyDown", "keyUp"):
+            self.call("Input.dispatchKeyEvent", {
+                "type": kind, "key": key, "text": text if kind == "keyDown" else "",
+                "windowsVirtualKeyCode": code, "modifiers": modifiers})
+
     def evaluate(self, expression: str):
         """The value of a JavaScript expression (promises awaited)."""
         res = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
@@ -247,13 +265,13 @@ class Chromium:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mtquery.web.browser URL OUT.png [WIDTH HEIGHT]``: a screenshot of the map
-    page once its query is done (how the README's picture is made)."""
+    """``python tests/webdriver.py URL OUT.png [WIDTH HEIGHT]``: a screenshot of the map
+    page once its query is done."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (2, 4):
-        raise SystemExit("usage: python -m mtquery.web.browser URL OUT.png [WIDTH HEIGHT]")
+        raise SystemExit("usage: python tests/webdriver.py URL OUT.png [WIDTH HEIGHT]")
     width, height = (int(args[2]), int(args[3])) if len(args) == 4 else (1280, 800)
     with Chromium(width, height) as b:
         b.navigate(args[0])
