@@ -198,11 +198,14 @@ def exact_knn(session: Session, query: QueryVector, k: int = 10,
     from_cache = store is None and use_cache
     if from_cache:
         store = cached_store(session.dataset, session.dim)
-    if store is not None:
+    for attempt in range(2):
+        if store is None:
+            break
         try:
             return store_knn(session, store, query, k, filters, include_self)
         except Damaged as exc:
-            if not from_cache:
+            if not from_cache or attempt:
                 raise
-            discard_damaged(store.path, exc)  # a notice; the next query builds it again
+            discard_damaged(store.path, exc)  # one notice, then built again from the files
+            store = cached_store(session.dataset, session.dim)
     return stream_knn(session, query, k, filters, include_self)

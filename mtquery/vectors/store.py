@@ -302,7 +302,9 @@ class VectorStore:
         """(n, dim) unit vectors, memory-mapped (NaN rows: zero / invalid vectors)."""
         if self.n == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return _open_matrix(str(self.vector_file), self.n, self.dim, self.dtype)
+        st = self.vector_file.stat()  # a rebuilt file (same path) is mapped anew
+        return _open_matrix(str(self.vector_file), self.n, self.dim, self.dtype, st.st_ino,
+                            st.st_mtime_ns)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Unit vectors of row ids, each checked against its row hash."""
@@ -389,7 +391,8 @@ class VectorStore:
 
 
 @lru_cache(maxsize=8)
-def _open_matrix(path: str, n: int, dim: int, dtype: str) -> np.ndarray:
+def _open_matrix(path: str, n: int, dim: int, dtype: str, _ino: int, _mtime_ns: int
+                 ) -> np.ndarray:
     """One mapping per file and process: re-mapping per query would fault every page again."""
     return np.memmap(path, dtype=DTYPES[dtype][0], mode="r", shape=(n, dim))
 
