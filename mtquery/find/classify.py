@@ -21,6 +21,7 @@ with the weights as the vector.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,10 +56,11 @@ class ClassifyResult:
     labels: dict = field(default_factory=dict)
 
 
-def _estimator(C: float):
+def _estimator(C: float, warm: bool = False):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=C, class_weight="balanced", max_iter=500, tol=1e-4)
+    return LogisticRegression(C=C, class_weight="balanced", max_iter=300, tol=1e-3,
+                              warm_start=warm)
 
 
 def spatial_groups(lat: np.ndarray, lon: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
@@ -89,8 +91,6 @@ def folds(y: np.ndarray, groups: np.ndarray, seed: int = SEED) -> list[tuple[np.
     k = min(MAX_FOLDS, n_groups, max(per_class, 0))
     if k < 2:
         return []
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "least populated class has only n members"
         split = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -147,12 +147,18 @@ def cross_validate(labels: Labels, seed: int = SEED) -> tuple[float, dict, np.nd
                     labels.positives, labels.negatives, info["h3_cells"])
         info["folds"] = 0
         return 1.0, info, None
+    oofs = {C: np.full(len(y), np.nan) for C in C_GRID}
+    for tr, te in splits:  # each fold's model warm-started from the previous (smaller) C
+        m = _estimator(C_GRID[0], warm=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lbfgs at max_iter on separable examples
+            for C in C_GRID:
+                m.set_params(C=C)
+                m.fit(x[tr], y[tr])
+                oofs[C][te] = m.predict_proba(x[te])[:, 1]
     best = None
     for C in C_GRID:
-        oof = np.full(len(y), np.nan)
-        for tr, te in splits:
-            m = _estimator(C).fit(x[tr], y[tr])
-            oof[te] = m.predict_proba(x[te])[:, 1]
+        oof = oofs[C]
         yy, pp = y[held], oof[held]
         ap = float(average_precision_score(yy, pp))
         loss = float(log_loss(yy, np.clip(pp, 1e-6, 1 - 1e-6), labels=[0, 1]))
@@ -201,6 +207,8 @@ def fit(labels: Labels, threshold: float | None = None, seed: int = SEED) -> Lin
     else:
         t = 0.5 if threshold is None else threshold
     cv.update({"positives": labels.positives, "negatives": labels.negatives})
-    m = _estimator(C).fit(labels.vectors, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = _estimator(C).fit(labels.vectors, y)
     return LinearModel(coef=m.coef_[0].astype(np.float64), intercept=float(m.intercept_[0]),
                        threshold=float(t), C=float(C), cv=cv)

@@ -1,14 +1,16 @@
-"""Scoring kernels: ``x . v`` for every stored unit vector ``x`` and one vector ``v``, in
-bounded blocks, at close to memory bandwidth.
+"""Scoring kernels: ``x . v`` for every stored unit vector ``x`` and one vector ``v``, block by
+block, at close to memory bandwidth, every block checked before it is used.
 
-A store (``mtquery.vectors.store``) holds unit rows as float32 or float16. Its vector file is
-read block by block into one reused buffer (``os.preadv``): the page cache serves repeated
-scans, and the process's resident memory stays a few blocks whatever the store's size (a
-memory map would keep every page it touched mapped). float32 blocks go straight to BLAS;
-float16 blocks are widened exactly with integer operations (NumPy's own float16 cast runs
-about 5x slower): the half's bits shifted into a float32's exponent and mantissa and the
-scale 2**-112 folded into the vector, which is exact for normal, subnormal and zero values.
-Rows with zero or invalid vectors (NaN in the store, listed in ``invalid.npy``) score NaN.
+A store (``mtquery.vectors.store``) holds unit rows as float32 or float16, with XXH3 block
+checksums (``mtquery.vectors.integrity``). The scanner maps the vector file and walks it in
+its checksum blocks (about 1 MiB, whole rows): each block is hashed and then scored while it
+is still in the CPU cache; the pages already scored are released from the process
+(``madvise(MADV_DONTNEED)``: the page cache keeps them), so resident memory stays a few
+blocks whatever the store's size. float32 blocks go straight to BLAS; float16 blocks are
+widened exactly with integer operations (NumPy's own float16 cast runs about 5x slower): the
+half's bits shifted into a float32's exponent and mantissa and the scale 2**-112 folded into
+the vector, which is exact for normal, subnormal and zero values. Rows with zero or invalid
+vectors (NaN in the store, listed in ``invalid.npy``) score NaN.
 
 Streamed Arrow batches (remote data, no store) are scored by ``batch_dot``: one float32
 matrix-vector product per batch, each row's own norm dividing its score.
@@ -16,29 +18,33 @@ matrix-vector product per batch, each row's own norm dividing its score.
 
 from __future__ import annotations
 
-import os
+import mmap
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 
+from mtquery.vectors import integrity
 from mtquery.vectors.store import VectorStore
 
-#: rows per block read from the store (about 1.5 MB of float16 x 768: cache-sized work)
+#: rows widened at a time (float16): cache-sized work
 BLOCK_ROWS = 1024
-#: blocks per read call (one ``preadv`` of about 48 MB, then scored block by block)
-READ_BLOCKS = 32
+#: bytes scored between two releases of scored pages
+RELEASE_BYTES = 64 << 20
+#: ids further apart than this many rows start a new run (gathered separately)
+RUN_GAP = 4096
 #: int32 mask that clears the bits 30..28 a sign-extended negative half leaves behind
 _HALF_MASK = np.int32(-1879048193)  # 0x8FFFFFFF
 _HALF_SCALE = 2.0 ** 112
 
 
 class StoreScanner:
-    """Scores row ranges / row ids of one store against one vector ``v`` (any norm)."""
+    """Scores the rows of one store against one vector ``v`` (any norm). Use as a context
+    manager (or call ``close``): it holds the file's map."""
 
     def __init__(self, store: VectorStore, v: np.ndarray) -> None:
         self.store = store
-        self.dim = store.dim
+        self.n, self.dim = store.n, store.dim
         v = np.asarray(v, dtype=np.float64).reshape(-1)
         norm = float(np.linalg.norm(v))
         self.norm = norm if norm > 0 and np.isfinite(norm) else 1.0
@@ -46,27 +52,40 @@ class StoreScanner:
         # float16: the widened bits carry the value times 2**-112, the vector 2**112 (of a
         # unit vector, so the products stay finite; the norm multiplies the result)
         self.v = (v / self.norm * (_HALF_SCALE if self.half else 1.0)).astype(np.float32)
-        self.itemsize = 2 if self.half else 4
-        self.row_bytes = self.dim * self.itemsize
-        rows = BLOCK_ROWS * READ_BLOCKS
-        self._raw = np.empty(rows * self.dim, dtype=np.int16 if self.half else np.float32)
+        self.row_bytes = self.dim * (2 if self.half else 4)
         self._wide = np.empty((BLOCK_ROWS, self.dim), dtype=np.int32) if self.half else None
         self._invalid = store.invalid_ids()
+        self._fh = self._mm = self._buf = None
+        self.x = np.zeros((0, self.dim), np.int16 if self.half else np.float32)
+        if self.n:
+            self.sums = integrity.read_sums(store.vector_file)
+            self._fh = open(store.vector_file, "rb")  # noqa: SIM115 (closed in close())
+            self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+            self._buf = memoryview(self._mm)
+            self.x = np.frombuffer(self._mm, dtype=np.int16 if self.half else np.float32,
+                                   count=self.n * self.dim).reshape(self.n, self.dim)
+        self._released = 0
+
+    def __enter__(self) -> StoreScanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.x = np.zeros((0, self.dim), np.float32)
+        if self._buf is not None:
+            self._buf.release()
+            self._buf = None
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:  # a caller still holds a view: the map goes with it
+                pass
+            self._fh.close()
+            self._mm = self._fh = None
 
     # ------------------------------------------------------------ blocks
-
-    def _read(self, fd: int, lo: int, hi: int) -> np.ndarray:
-        """Rows [lo, hi) of the vector file as a (hi - lo, dim) view of the read buffer."""
-        n = hi - lo
-        buf = self._raw[: n * self.dim]
-        view = memoryview(buf).cast("B")
-        want, got = n * self.row_bytes, 0
-        while got < want:
-            k = os.preadv(fd, [view[got:want]], lo * self.row_bytes + got)
-            if k <= 0:
-                raise OSError(f"short read of {self.store.vector_file}")
-            got += k
-        return buf.reshape(n, self.dim)
 
     def _dot(self, block: np.ndarray, out: np.ndarray) -> None:
         """``out[i] = block[i] . v`` (block raw: int16 bits of halves, or float32)."""
@@ -92,53 +111,64 @@ class StoreScanner:
         bad = self._invalid[a:b]
         if rows is None:
             out[bad - lo] = np.nan
-        else:
-            pos = np.searchsorted(rows, bad)
-            ok = pos < len(rows)
-            pos, bad = pos[ok], bad[ok]
-            out[pos[rows[pos] == bad]] = np.nan
+            return
+        pos = np.searchsorted(rows, bad)
+        ok = pos < len(rows)
+        pos, bad = pos[ok], bad[ok]
+        out[pos[rows[pos] == bad]] = np.nan
+
+    def _release(self, upto_row: int) -> None:
+        """Drop the mapped pages below ``upto_row`` from this process (scored already)."""
+        end = upto_row * self.row_bytes
+        if end - self._released < RELEASE_BYTES and upto_row < self.n:
+            return
+        page = mmap.PAGESIZE
+        a = (self._released // page) * page
+        z = (end // page) * page
+        if z > a:
+            self._mm.madvise(mmap.MADV_DONTNEED, a, z - a)
+            self._released = z
 
     # ------------------------------------------------------------ public
 
-    def ranges(self, lo: int = 0, hi: int | None = None,
-               step: int = BLOCK_ROWS * READ_BLOCKS) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, scores) per read of rows [lo, hi), in order."""
-        hi = self.store.n if hi is None else hi
-        with open(self.store.vector_file, "rb", buffering=0) as fh:
-            for a in range(lo, hi, step):
-                b = min(hi, a + step)
-                out = np.empty(b - a, dtype=np.float32)
-                self._dot(self._read(fh.fileno(), a, b), out)
-                self._mark_invalid(a, b, out)
-                yield a, out
+    def ranges(self, lo: int = 0, hi: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, scores) per checksum block of rows [lo, hi), in order."""
+        hi = self.n if hi is None else hi
+        if hi <= lo:
+            return
+        rb = self.row_bytes
+        for a, b in integrity.scan_blocks(self.sums, self._buf, lo * rb, hi * rb):
+            r0, r1 = a // rb, b // rb
+            out = np.empty(r1 - r0, dtype=np.float32)
+            self._dot(self.x[r0:r1], out)
+            self._mark_invalid(r0, r1, out)
+            self._release(r1)
+            yield r0, out
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        """Scores of sorted row ids: each read covers a run of nearby ids (a gap of more than
-        a block starts a new read), so clustered ids (a region of an optimised dataset) read
-        little and scattered ones no more than a full scan."""
+        """Scores of sorted row ids: runs of nearby ids are scored together (a whole range
+        when dense), each run's rows checked by their blocks or their row hashes, whichever
+        hashes less."""
         ids = np.asarray(ids, dtype=np.int64)
         out = np.empty(len(ids), dtype=np.float32)
         if not len(ids):
             return out
-        step = BLOCK_ROWS * READ_BLOCKS
-        with open(self.store.vector_file, "rb", buffering=0) as fh:
-            i = 0
-            while i < len(ids):
-                a = int(ids[i])
-                j = int(np.searchsorted(ids, a + step, side="left"))
-                gaps = np.flatnonzero(np.diff(ids[i:j]) > BLOCK_ROWS)
-                if gaps.size:
-                    j = i + int(gaps[0]) + 1
-                b = int(ids[j - 1]) + 1
-                block = self._read(fh.fileno(), a, b)
-                local = ids[i:j] - a
-                sub = out[i:j]
-                if len(local) == b - a:
-                    self._dot(block, sub)
-                else:
-                    self._dot(np.ascontiguousarray(block[local]), sub)
-                self._mark_invalid(a, b, sub, ids[i:j])
-                i = j
+        cuts = np.flatnonzero(np.diff(ids) > RUN_GAP) + 1
+        for i, j in zip(np.r_[0, cuts], np.r_[cuts, len(ids)]):
+            run = ids[i:j]
+            a, b = int(run[0]), int(run[-1]) + 1
+            sub = out[i:j]
+            if b - a == len(run):  # contiguous: block by block, as a scan
+                for r0, s in self.ranges(a, b):
+                    sub[r0 - a:r0 - a + len(s)] = s
+                continue
+            by_block = integrity.check_rows(self.sums, self._buf, run, self.row_bytes)
+            block = self.x[run]
+            if not by_block:
+                integrity.verify_rows(self.store.vector_file, block, run)
+            self._dot(block, sub)
+            self._mark_invalid(a, b, sub, run)
+            self._release(b)
         return out
 
 
@@ -146,22 +176,22 @@ def store_dot(store: VectorStore, v: np.ndarray, ids: np.ndarray | None = None,
               on_rows: Callable[[int], None] | None = None) -> np.ndarray:
     """``x . v`` for every row (or the sorted row ``ids``) of ``store``; NaN for rows with
     invalid vectors. ``on_rows(n)`` is called as rows are done (progress)."""
-    scanner = StoreScanner(store, v)
-    if ids is not None:
-        ids = np.asarray(ids, dtype=np.int64)
-        out = np.empty(len(ids), dtype=np.float32)
-        step = BLOCK_ROWS * READ_BLOCKS * 4
-        for lo in range(0, len(ids), step):
-            out[lo:lo + step] = scanner.rows(ids[lo:lo + step])
+    with StoreScanner(store, v) as scanner:
+        if ids is not None:
+            ids = np.asarray(ids, dtype=np.int64)
+            out = np.empty(len(ids), dtype=np.float32)
+            step = 1 << 18
+            for lo in range(0, len(ids), step):
+                out[lo:lo + step] = scanner.rows(ids[lo:lo + step])
+                if on_rows is not None:
+                    on_rows(len(ids[lo:lo + step]))
+            return out
+        out = np.empty(store.n, dtype=np.float32)
+        for a, s in scanner.ranges():
+            out[a:a + len(s)] = s
             if on_rows is not None:
-                on_rows(len(ids[lo:lo + step]))
+                on_rows(len(s))
         return out
-    out = np.empty(store.n, dtype=np.float32)
-    for a, s in scanner.ranges():
-        out[a:a + len(s)] = s
-        if on_rows is not None:
-            on_rows(len(s))
-    return out
 
 
 def batch_dot(column: pa.Array | pa.ChunkedArray, v: np.ndarray, dim: int) -> np.ndarray:

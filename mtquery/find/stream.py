@@ -144,5 +144,8 @@ def region_dots(session: Session, v: np.ndarray, filters: Filters,
             yield Scored(t.select(list(ROW_COLUMNS)), dots, _box(t))
     except duckdb.Error as exc:
         raise sql_error(exc) from exc
+    finally:
+        if scanner is not None:
+            scanner.close()
     if total and done < total:  # the plan counted whole row groups; finish the bar
         emit(progress, task, 0, total=done or None, unit="fragments")
