@@ -20,8 +20,8 @@ import numpy as np
 
 import mtquery
 from mtquery.query.filters import Filters, parse_bbox
-from mtquery.query.resolve import QueryVector
 from mtquery.query.search import search
+from mtquery.query.vector import QueryVector
 from mtquery.standard import grid
 from mtquery.standard.schema import embedding_matrix
 from mtquery.synth import SynthSpec, write

@@ -36,7 +36,7 @@ import numpy as np
 
 from mtquery.errors import DataError, UsageError
 from mtquery.generate.family import LoadedModel
-from mtquery.generate.pipeline import TASK, Job, Summary, write_shard
+from mtquery.generate.job import TASK, Job, Summary, write_shard
 from mtquery.generate.ray_cluster import RayOptions, connect, import_ray, unwrap
 from mtquery.generate.registry import get_model_spec
 from mtquery.generate.unit import ShardTask, Timings, fragment_groups, pack_group
@@ -93,7 +93,7 @@ def _decode(item: dict, cfg: dict) -> Any:
     tm = Timings()
     before = dict(tm.__dict__)
     for g in fragment_groups(_source(cfg["sources"][task.input]), spec, task.start, task.stop,
-                             bs, tm):
+                             bs, tm, thumbnails=cfg.get("thumbnails", True)):
         t0 = time.perf_counter()
         inputs = [_numpy(pre.family.preprocess(pre, g.fragments[i:i + bs]))
                   for i in range(0, len(g.fragments), bs)]
@@ -101,7 +101,8 @@ def _decode(item: dict, cfg: dict) -> Any:
         spent = {k: v - before[k] for k, v in tm.__dict__.items()}  # since the previous row
         before = dict(tm.__dict__)
         x = np.concatenate(inputs) if inputs else np.zeros((0,), np.float32)
-        meta = {"samples": g.samples, "failed": g.failed, "timings": spent, "shape": x.shape}
+        meta = {"samples": g.samples, "failed": g.failed, "timings": spent, "shape": x.shape,
+                "thumbs": g.thumbs}
         yield {"shard": item["index"], "group": g.index, "last": g.last,
                "inputs": x.reshape(-1),  # flat: one tensor type for all rows, empty ones too
                "meta": pickle.dumps(meta, protocol=5)}
@@ -159,7 +160,7 @@ def _pack(row: dict) -> dict:
     """Stage 4: the rows of a group (pickled parts), its failures and timings."""
     meta = pickle.loads(row["meta"])
     t0 = time.perf_counter()
-    parts = pack_group(meta["samples"], row["emb"])
+    parts = pack_group(meta["samples"], row["emb"], meta.get("thumbs"))
     tm = meta["timings"]
     tm.update(model=row["model_s"], pack=time.perf_counter() - t0)
     payload = {"parts": parts, "failed": meta["failed"], "timings": tm,
@@ -217,7 +218,7 @@ def _execute(ray: Any, job: Job, todo: list[ShardTask], summary: Summary,
         "cuda" if gpus else "cpu")
     cfg = {"model": job.spec.name, "mode": job.preprocessing, "batch_size": job.batch_size,
            "processor": made["processor"], "weights": job.weights, "device": device,
-           "precision": job.precision,
+           "precision": job.precision, "thumbnails": job.thumbnails,
            "sources": [_source_ref(s) for s in job.sources]}
     embedder = type("Embedder", (Embedder,), {"cfg": cfg})
     ctx = DataContext.get_current()

@@ -19,18 +19,16 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 
-import pyarrow.parquet as pq
-
 from mtquery.errors import DataError, UsageError
 from mtquery.generate.family import get_family
-from mtquery.generate.layout import OutputDir, open_output
+from mtquery.generate.job import TASK, Job, Summary, write_shard  # noqa: F401  (re-exported)
+from mtquery.generate.layout import open_output
 from mtquery.generate.models import load_model
 from mtquery.generate.registry import ModelSpec, get_model_spec
-from mtquery.generate.sources import Source, open_inputs
+from mtquery.generate.sources import open_inputs
 from mtquery.generate.unit import (  # noqa: F401  (re-exported: the pipeline's steps)
     Group,
     ShardTask,
@@ -42,69 +40,10 @@ from mtquery.generate.unit import (  # noqa: F401  (re-exported: the pipeline's 
     pack_group,
     pack_sample,
 )
-from mtquery.io.fsio import atomic_path
 from mtquery.progress import ProgressCallback, emit
 
-TASK = "generate"
 PIXEL_BBOX_ORDER = "row_off,col_off,row_off+f,col_off+f (own pixels' footprint)"
 ENGINES = ("local", "ray")
-
-
-@dataclass
-class Summary:
-    samples_total: int = 0
-    samples_done: int = 0  # embedded in this run
-    samples_resumed: int = 0  # found complete from an earlier run
-    samples_failed: int = 0
-    fragments: int = 0  # rows written in this run
-    rows_total: int = 0  # rows in the output
-    failed: list[dict] = field(default_factory=list)
-    elapsed_s: float = 0.0
-    timings: Timings = field(default_factory=Timings)
-    engine: dict = field(default_factory=dict)  # which engine ran, and how
-
-    def account(self, state: dict, *, resumed: bool) -> None:
-        """Count one finished shard (written now, or found done when ``resumed``)."""
-        n_failed = len(state["failed"])
-        ok = state["stop"] - state["start"] - n_failed
-        if resumed:
-            self.samples_resumed += ok
-        else:
-            self.samples_done += ok
-            self.fragments += state["rows"]
-        self.samples_failed += n_failed
-        self.failed += state["failed"]
-        self.rows_total += state["rows"]
-
-
-def write_shard(out: OutputDir, task: ShardTask, parts: list[dict], failed: list[dict],
-                input_path: str, dim: int) -> dict:
-    """Write a shard's rows atomically (none: no file), then its state; returns the state."""
-    table = build_table(parts, dim)
-    shard_f = out.shard(task.name)
-    if table.num_rows:
-        with atomic_path(shard_f) as tmp:
-            pq.write_table(table, tmp, compression="zstd", row_group_size=100_000)
-    else:
-        shard_f.unlink(missing_ok=True)
-    st = {"start": task.start, "stop": task.stop, "rows": table.num_rows, "failed": failed,
-          "input": input_path, "file": shard_f.name if table.num_rows else None}
-    out.write_state(task.name, st)
-    return st
-
-
-@dataclass
-class Job:
-    """What an engine needs to run the shards of one call of :func:`generate`."""
-
-    spec: ModelSpec
-    sources: list[Source]
-    out: OutputDir
-    weights: str | None
-    device: str | None
-    preprocessing: str
-    precision: str
-    batch_size: int
 
 
 def run_local(job: Job, todo: list[ShardTask], summary: Summary,
@@ -120,11 +59,12 @@ def run_local(job: Job, todo: list[ShardTask], summary: Summary,
         src = job.sources[task.input]
         parts: list[dict] = []
         failed: list[dict] = []
-        for g in fragment_groups(src, job.spec, task.start, task.stop, job.batch_size, tm):
+        for g in fragment_groups(src, job.spec, task.start, task.stop, job.batch_size, tm,
+                                 thumbnails=job.thumbnails):
             t0 = time.perf_counter()
             embs = embed_group(lm, g.fragments, job.batch_size)
             t1 = time.perf_counter()
-            parts += pack_group(g.samples, embs)
+            parts += pack_group(g.samples, embs, g.thumbs)
             tm.model += t1 - t0
             tm.pack += time.perf_counter() - t1
             failed += g.failed
@@ -144,7 +84,8 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
              product_id: str | None = None, timestamp: str | None = None,
              shard_size: int = 64, progress: ProgressCallback | None = None,
              engine: str = "local", address: str | None = None, workers: int | None = None,
-             gpus_per_worker: float | None = None, connect_timeout: float = 30.0) -> Summary:
+             gpus_per_worker: float | None = None, connect_timeout: float = 30.0,
+             thumbnails: bool = True) -> Summary:
     """Run the generator; returns a Summary (raise nothing for failed samples: the caller
     decides; the CLI exits non-zero when ``summary.samples_failed``).
 
@@ -154,6 +95,10 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
     stopped here; ``workers`` model actors with ``gpus_per_worker`` GPUs each, default one
     per GPU when the cluster has GPUs, else CPU actors; ``connect_timeout`` seconds to reach
     ``address``). Both engines write the same rows, and either resumes the other's output.
+
+    ``thumbnails`` (default on): a small RGB image chip per fragment in a sidecar beside each
+    shard, ``_mtquery/thumbnails/`` (:mod:`mtquery.generate.thumbnails`; models whose bands
+    hold neither true colour nor vv/vh get none).
 
     ``progress`` receives events of task ``"generate"`` in ``samples`` (the total first), each
     with a ``fragments`` counter (rows embedded or found done)."""
@@ -176,11 +121,13 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
             from mtquery.generate.ray_cluster import run_through_client
 
             return run_through_client(
+                generate,
                 {"model": model, "inputs": list(inputs), "output": output, "weights": weights,
                  "batch_size": batch_size, "device": device, "limit": limit,
                  "preprocessing": preprocessing, "precision": precision,
                  "product_id": product_id, "timestamp": timestamp, "shard_size": shard_size,
-                 "workers": workers, "gpus_per_worker": gpus_per_worker}, progress, ray_opts)
+                 "workers": workers, "gpus_per_worker": gpus_per_worker,
+                 "thumbnails": thumbnails}, progress, ray_opts)
     else:
         for name, value in (("address", address), ("workers", workers),
                             ("gpus_per_worker", gpus_per_worker)):
@@ -210,7 +157,8 @@ def generate(model: str, inputs: list[str], output: str, *, weights: str | None 
         summary.account(st, resumed=True)
         shards[task] = st
         emit(progress, TASK, task.stop - task.start, unit="samples", fragments=st["rows"])
-    job = Job(spec, srcs, out, weights, device, preprocessing, precision, batch_size)
+    job = Job(spec, srcs, out, weights, device, preprocessing, precision, batch_size,
+              thumbnails)
     if not todo:  # nothing to do: no model, no Ray
         made = None
     elif ray_opts is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from mtquery.errors import DataError, MTQueryError, UsageError
 from mtquery.progress import ProgressCallback
 
 if TYPE_CHECKING:
-    from mtquery.generate.pipeline import Summary
+    from mtquery.generate.job import Summary
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,8 @@ def connect(ray: Any, opts: RayOptions) -> bool:
     return True
 
 
-def run_through_client(kwargs: dict, progress: ProgressCallback | None,
-                       opts: RayOptions) -> Summary:
+def run_through_client(run: Callable[..., Summary], kwargs: dict,
+                       progress: ProgressCallback | None, opts: RayOptions) -> Summary:
     """``ray://``: Ray Data does not run through Ray Client (ray-project/ray#42739), so the
     whole :func:`~mtquery.generate.pipeline.generate` call runs as one task on the head node
     (inputs and output are paths there), its progress events relayed to ``progress``."""
@@ -134,7 +135,7 @@ def run_through_client(kwargs: dict, progress: ProgressCallback | None,
         queue = Queue(actor_options={"num_cpus": 0})
         head = {"node:__internal_head__": 0.001}
         ref = ray.remote(_remote_generate).options(num_cpus=0, resources=head,
-                                                   max_retries=0).remote(kwargs, queue)
+                                                   max_retries=0).remote(run, kwargs, queue)
         while not ray.wait([ref], timeout=0.5)[0]:
             _relay(queue, progress)
         summary = ray.get(ref)
@@ -147,10 +148,8 @@ def run_through_client(kwargs: dict, progress: ProgressCallback | None,
         ray.shutdown()
 
 
-def _remote_generate(kwargs: dict, queue: Any) -> Summary:
-    from mtquery.generate.pipeline import generate
-
-    return generate(**kwargs, engine="ray", progress=queue.put)
+def _remote_generate(run: Callable[..., Summary], kwargs: dict, queue: Any) -> Summary:
+    return run(**kwargs, engine="ray", progress=queue.put)
 
 
 def _relay(queue: Any, progress: ProgressCallback | None) -> None:

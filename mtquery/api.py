@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.query.filters import BBox, Filters
-from mtquery.query.resolve import QueryVector
 from mtquery.query.session import DatasetArg, Session, open_session
+from mtquery.query.vector import QueryVector
 
 if TYPE_CHECKING:
     from mtquery.io.chips import Chip

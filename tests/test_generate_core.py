@@ -137,10 +137,10 @@ def test_marker_fragment_has_marker_footprint(spectral_run):
 
 
 def test_resume_after_interrupt_gives_same_rows(core_dir, spectral_run, tmp_path, monkeypatch):
-    from mtquery.generate import pipeline
+    from mtquery.generate import job, pipeline
 
     out = tmp_path / "out"
-    real = pipeline.build_table
+    real = job.build_table
     calls = {"n": 0}
 
     def boom(*a, **k):
@@ -149,12 +149,12 @@ def test_resume_after_interrupt_gives_same_rows(core_dir, spectral_run, tmp_path
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(pipeline, "build_table", boom)
+    monkeypatch.setattr(job, "build_table", boom)
     with pytest.raises(KeyboardInterrupt):
         pipeline.generate("spectral", [str(core_dir)], str(out), shard_size=2)
     assert len(list(out.glob("part-*.parquet"))) == 2
     (out / ".part-0000-00002.parquet.x.tmp").write_bytes(b"half")  # a killed write
-    monkeypatch.setattr(pipeline, "build_table", real)
+    monkeypatch.setattr(job, "build_table", real)
     s = pipeline.generate("spectral", [str(core_dir)], str(out), shard_size=2)
     assert s.samples_resumed == 4 and s.samples_done == 5
     a, b = _read(out), _read(spectral_run)

@@ -85,7 +85,7 @@ def indexed(tmp_path_factory):
 
 def test_large_k_through_the_index_is_exact(indexed):
     from mtquery.query.knn import knn
-    from mtquery.query.resolve import QueryVector
+    from mtquery.query.vector import QueryVector
     from mtquery.vectors.exact import exact_knn
 
     s = mtquery.open_session(str(indexed))
@@ -206,7 +206,7 @@ def test_knn_counts_skipped_invalid_vectors(tmp_path, caplog):
     path = tmp_path / "z.parquet"
     pq.write_table(t, path)
     for use_cache in (True, False):
-        from mtquery.query.resolve import QueryVector
+        from mtquery.query.vector import QueryVector
         from mtquery.vectors.exact import exact_knn
 
         s = mtquery.open_session(str(path))

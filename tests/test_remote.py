@@ -13,8 +13,8 @@ import mtquery
 from mtquery.io.cost import ReadRefused, read_budget
 from mtquery.io.datasets import demo_path
 from mtquery.query.filters import Filters, parse_bbox
-from mtquery.query.resolve import QueryVector
 from mtquery.query.search import search
+from mtquery.query.vector import QueryVector
 from mtquery.vectors.exact import exact_knn
 
 

@@ -13,7 +13,7 @@ import mtquery
 from mtquery.cli import main
 from mtquery.io.cache import cache_path, cached_store
 from mtquery.query.knn import knn
-from mtquery.query.resolve import QueryVector
+from mtquery.query.vector import QueryVector
 from mtquery.vectors.exact import exact_knn
 
 pytest.importorskip("faiss")

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from mtquery.errors import DataError, UsageError
-from mtquery.query.resolve import QueryVector
 from mtquery.query.session import Session
+from mtquery.query.vector import QueryVector
 
 RGB_RASTERS = (".png", ".jpg", ".jpeg")
 #: an 8-bit RGB image is the Major TOM RGB rendering (reflectance DN x 2.5 / 10000, clipped):

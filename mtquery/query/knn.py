@@ -13,8 +13,8 @@ import pyarrow as pa
 
 from mtquery.errors import UsageError
 from mtquery.query.filters import Filters, check_k
-from mtquery.query.resolve import QueryVector
 from mtquery.query.session import Session
+from mtquery.query.vector import QueryVector
 from mtquery.vectors.store import skipped_of
 
 log = logging.getLogger("mtquery")

@@ -1,12 +1,12 @@
-"""What to search with: a query vector from a point, a unique_id, several ids or a vector.
+"""What to search with: a query vector from a point, a unique_id, several ids, a vector,
+a text or an image.
 
 ``resolve_query`` is the one entry point every front end uses (CLI, Python API, web page);
-the next kinds of query (text, image) plug in here."""
+text and image queries are embedded by ``mtquery.query.encode``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,29 +15,12 @@ from mtquery.errors import DataError, UsageError
 from mtquery.query.filters import check_lat, check_lon
 from mtquery.query.search import run
 from mtquery.query.session import Session
+from mtquery.query.vector import QueryVector
 from mtquery.vectors.store import unit_rows
 
 QUERY_COLUMNS = "unique_id, embedding, grid_cell, timestamp, centre_lat, centre_lon"
 MIN_PREFIX = 8
 NPY_MAGIC = b"\x93NUMPY"
-
-
-@dataclass(frozen=True)
-class QueryVector:
-    """The query: its vector and, when it came from the dataset, the fragment(s) it came from
-    (left out of the answer unless asked for)."""
-
-    vector: np.ndarray  # (dim,) float32
-    unique_id: str | None = None
-    grid_cell: str | None = None
-    timestamp: str | None = None
-    centre_lat: float | None = None
-    centre_lon: float | None = None
-    source_ids: tuple[str, ...] = field(default=())
-
-    @property
-    def exclude_ids(self) -> tuple[str, ...]:
-        return self.source_ids or ((self.unique_id,) if self.unique_id else ())
 
 
 def _as_query(row: dict) -> QueryVector:
