@@ -41,10 +41,6 @@ class ModelSpec:
     tiny: bool = False
     description: str = ""
 
-    @property
-    def needs_weights(self) -> bool:
-        return bool(self.weights_file) and not self.tiny
-
 
 TORCHGEO_S2 = ("https://hf.co/torchgeo/resnet50_sentinel2_all_dino/resolve/"
                "d7f14bf5530d70ac69d763e58e77e44dbecfec7c/resnet50_sentinel2_all_dino-d6c330e9.pth")
