@@ -6,7 +6,6 @@ mirror's URLs of the files, listed through its API."""
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from mtquery.errors import DataError, UsageError
+from mtquery.io.localfiles import duckdb_path, expand_glob, unique_files, walk_files
 
 REMOTE_PREFIXES = ("http://", "https://", "hf://", "s3://", "gs://", "gcs://", "az://", "r2://")
 GLOB_CHARS = set("*?[")
@@ -88,6 +88,12 @@ class Dataset:
     def name(self) -> str:
         return self.entry.name if self.entry else self.spec
 
+    @property
+    def duckdb_sources(self) -> list[str]:
+        """The sources as DuckDB must be handed them: local names with glob characters
+        escaped (DuckDB globs every path; ``a[b].parquet`` would read ``ab.parquet``)."""
+        return [s if "://" in s else duckdb_path(s) for s in self.sources]
+
 
 def is_remote(text: str) -> bool:
     return text.lower().startswith(REMOTE_PREFIXES)
@@ -109,16 +115,15 @@ def _visible(path: Path, root: Path) -> bool:
 
 def _expand_local(text: str) -> list[Path]:
     path = Path(text).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if p.is_file() and _visible(p, path))
+    if path.is_dir():  # symlinked folders followed once (no loops), each real file once
+        files = [p for p in walk_files(path) if _visible(p, path)]
         if not files:
             raise DataError(f"no .parquet files under directory {text}")
         return files
     if path.is_file():  # a name with glob characters (star[1].parquet) that exists as it is
         return [path]
-    if any(ch in text for ch in GLOB_CHARS):
-        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)
-                       if Path(p).is_file() and not Path(p).name.startswith("."))
+    if any(ch in text for ch in GLOB_CHARS):  # expanded here, once: DuckDB gets the names
+        files = expand_glob(text)
         if not files:
             raise DataError(f"no files match {text}")
         return files
@@ -205,8 +210,10 @@ def _hf_sources(source: str) -> tuple[str, ...]:
 
 def _resolve_many(label: str, parts: list[str]) -> Dataset:
     resolved = [_resolve_one(p) for p in parts]
-    sources = tuple(s for d in resolved for s in d.sources)
-    local = tuple(f for d in resolved for f in d.local_files)
+    local = tuple(unique_files(f for d in resolved for f in d.local_files))
+    kept = {str(f) for f in local}  # the same real file named twice is read once
+    sources = tuple(dict.fromkeys(s for d in resolved for s in d.sources
+                                  if s in kept or d.remote))
     return Dataset(spec=label, sources=sources, remote=any(d.remote for d in resolved),
                    local_files=local)
 
@@ -231,7 +238,7 @@ def _resolve_one(text: str) -> Dataset:
         names = ", ".join(entries)
         raise UsageError(f"unknown dataset {text!r}: not a file, and not a catalog name "
                          f"({names})")
-    files = _expand_local(text)
+    files = unique_files(_expand_local(text))
     for f in files:
         _check_parquet(f)
     return Dataset(spec=text, sources=tuple(str(f) for f in files), remote=False,

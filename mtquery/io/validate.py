@@ -335,6 +335,7 @@ def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE
     total_rows = sum(pf.metadata.num_rows for _, pf in files)
     emit(progress, "validating", total=total_rows, unit="rows")
     ids: list[np.ndarray] = []
+    id_files: list[str] = []  # the file of each batch of ids
     order_sample: list[pa.Table] = []
     parser = _TimeParser()
     try:
@@ -352,6 +353,7 @@ def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE
             for batch in _batches(pf, path, report, progress, total_rows):
                 _check_batch(batch, path, report, tolerance_km, parser)
                 ids.append(batch.column("unique_id").to_numpy(zero_copy_only=False))
+                id_files.append(path)
                 if len(order_sample) < 8:
                     order_sample.append(pa.Table.from_batches([batch]).select(
                         ["grid_cell", "product_id", "timestamp", "pixel_bbox", "centre_lat",
@@ -359,7 +361,7 @@ def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE
     finally:
         parser.close()
     _check_dims(report)
-    _check_unique(report, ids)
+    _check_unique(report, ids, id_files)
     report.pixel_bbox_order = _pixel_order(order_sample)
     return report
 
@@ -397,7 +399,7 @@ def _check_dims(report: Report) -> None:
                 f"mixed embedding dimensions: {detail}")
 
 
-def _check_unique(report: Report, ids: list[np.ndarray]) -> None:
+def _check_unique(report: Report, ids: list[np.ndarray], files: list[str]) -> None:
     ch = report.checks["unique_id"]
     if not ids:
         ch.skipped = "no rows"
@@ -409,5 +411,10 @@ def _check_unique(report: Report, ids: list[np.ndarray]) -> None:
     counts = pc.value_counts(arr.drop_null())
     dup = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(dup):
+        value = dup[0]["values"].as_py()
+        where = sorted({f for f, a in zip(files, ids) if np.any(a == value)})
+        copies = (f" (in {len(where)} files: {', '.join(where[:3])}"
+                  + (", ..." if len(where) > 3 else "") + "; the same rows in several files?)"
+                  if len(where) > 1 else f" (in {where[0]})" if where else "")
         ch.fail(int(pc.sum(dup.field("counts")).as_py()) - len(dup),
-                f"unique_id {dup[0]['values'].as_py()} appears {dup[0]['counts'].as_py()} times")
+                f"unique_id {value} appears {dup[0]['counts'].as_py()} times{copies}")

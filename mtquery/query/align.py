@@ -44,7 +44,7 @@ def align(session: Session, other: str | list[str], bbox: str | BBox | None = No
     if ds.remote:
         raise DataError("align reads the other dataset locally; download it first", "other")
     sql, params = align_sql(parse_bbox(bbox), session.shape.has_bbox, limit)
-    t = run(session, sql, [list(ds.sources), *params])
+    t = run(session, sql, [ds.duckdb_sources, *params])
     if t.num_rows == 0:
         raise DataError(f"no fragment of {session.dataset.name} has a counterpart in "
                         f"{ds.name} (same grid_cell, product_id, pixel_bbox)", "other")

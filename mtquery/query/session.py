@@ -161,14 +161,14 @@ def _embedding_expr(
 
 def _probe_dim(con: duckdb.DuckDBPyConnection, flat: str, dataset: Dataset) -> int:
     """Dimension from the first vector of each local file (first file only for remote sets)."""
-    targets = list(dataset.sources) if not dataset.remote and len(dataset.sources) <= 256 else [
-        dataset.sources[0]]
+    pairs = list(zip(dataset.sources, dataset.duckdb_sources))  # glob characters escaped
+    targets = pairs if not dataset.remote and len(pairs) <= 256 else pairs[:1]
     dims: dict[int, str] = {}
-    for src in targets:
+    for src, name in targets:
         try:
             row = con.execute(
                 f"SELECT len({flat}) FROM read_parquet(?) WHERE embedding IS NOT NULL LIMIT 1",
-                [src],
+                [name],
             ).fetchone()
         except duckdb.Error as exc:
             raise DataError(f"cannot read {src}: {describe_error(exc)}") from exc
@@ -198,7 +198,7 @@ def _fill(text: str, fill: dict[str, str]) -> str:
 
 def create_views(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> DatasetShape:
     """Bind the dataset's sources and create every view; returns what was found."""
-    con.execute(f"SET VARIABLE {SOURCES_VAR} = ?", [list(dataset.sources)])
+    con.execute(f"SET VARIABLE {SOURCES_VAR} = ?", [dataset.duckdb_sources])
     cols = _source_columns(con)
     missing = [c for c in REQUIRED if c not in cols]
     if missing:
