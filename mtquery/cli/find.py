@@ -167,6 +167,8 @@ def _labels_line(info: dict, cv: dict) -> str:
            f"fragments from {src}"
     if info.get("background"):
         line += f"; {info['background']} background negatives drawn at random from the region"
+        if cv.get("background_dropped"):
+            line += f" ({cv['background_dropped']} left out: they score as positives)"
     if info.get("conflicting_fragments"):
         line += f"; {info['conflicting_fragments']} fragments with both classes left out"
     return line

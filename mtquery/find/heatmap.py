@@ -84,7 +84,7 @@ class HeatMap:
 @dataclass
 class HeatGrid:
     """Collects (centre, value, footprint extent) of scored fragments batch by batch; the
-    raster is made at the end (12 bytes a fragment)."""
+    raster is made at the end (20 bytes a fragment)."""
 
     label: str = "score"
     lat: list[np.ndarray] = field(default_factory=list)
@@ -97,8 +97,8 @@ class HeatGrid:
             box: tuple[float, float, float, float] | None = None) -> None:
         """Fragments' centres and values; ``box`` the envelope of their footprints (default:
         their centres)."""
-        lat = np.asarray(lat, np.float32)
-        lon = np.asarray(lon, np.float32)
+        lat = np.asarray(lat, np.float64)
+        lon = np.asarray(lon, np.float64)
         if not len(lat):
             return
         self.lat.append(lat)
@@ -167,16 +167,18 @@ def rasterize(lat: np.ndarray, lon: np.ndarray, values: np.ndarray,
     mid = math.radians((y0 + y1) / 2)
     dx = km / (KM_PER_DEG_LON * max(math.cos(mid), 0.01))
     dy = km / KM_PER_DEG_LAT
-    w = max(1, math.ceil((x1 - x0) / dx - 1e-9))
-    h = max(1, math.ceil((y1 - y0) / dy - 1e-9))
-    if w > MAX_SIDE or h > MAX_SIDE:
-        f = max(w, h) / MAX_SIDE
+    side = max((x1 - x0) / dx, (y1 - y0) / dy)
+    if side > MAX_SIDE - 2:  # too fine for the region: coarser pixels
+        f = side / (MAX_SIDE - 2)
         dx, dy = dx * f, dy * f
-        w = min(MAX_SIDE, max(1, math.ceil((x1 - x0) / dx - 1e-9)))
-        h = min(MAX_SIDE, max(1, math.ceil((y1 - y0) / dy - 1e-9)))
-    # centre the grid on the extent: pixels of whole size, edges just outside it
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    bounds = (cx - w * dx / 2, cy - h * dy / 2, cx + w * dx / 2, cy + h * dy / 2)
+    # pixels centred on the fragments (the first centre sits mid-pixel), the grid grown by
+    # whole pixels until it covers every footprint
+    ax, ay = float(np.min(lon)) - dx / 2, float(np.max(lat)) + dy / 2
+    left = ax - math.ceil(max(ax - x0, 0.0) / dx - 1e-9) * dx
+    top = ay + math.ceil(max(y1 - ay, 0.0) / dy - 1e-9) * dy
+    w = max(1, math.ceil((x1 - left) / dx - 1e-9))
+    h = max(1, math.ceil((top - y0) / dy - 1e-9))
+    bounds = (left, top - h * dy, left + w * dx, top)
     col = np.clip(((lon - bounds[0]) / dx).astype(np.int64), 0, w - 1)
     row = np.clip(((bounds[3] - lat) / dy).astype(np.int64), 0, h - 1)
     flat = np.full(w * h, -np.inf, dtype=np.float32)
