@@ -10,12 +10,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 import synth  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _private_vector_cache(tmp_path_factory):
-    """Keep the vector cache of test datasets out of the user's ~/.cache."""
-    import os
+@pytest.fixture(scope="session")
+def private_cache(tmp_path_factory) -> Path:
+    """The session's vector cache folder (one per xdist worker)."""
+    return tmp_path_factory.mktemp("mtquery-cache")
 
-    os.environ["MTQUERY_CACHE"] = str(tmp_path_factory.mktemp("mtquery-cache"))
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_vector_cache(private_cache):
+    """Test datasets are cached in ``private_cache``, never in the user's ~/.cache/mtquery.
+
+    Session-wide because module fixtures build indexes and start servers (which read
+    ``$MTQUERY_CACHE`` once) before any function-scoped fixture runs; set with a MonkeyPatch,
+    so the caller's environment is restored when the session ends. A test that needs another
+    cache (or none) sets its own with ``monkeypatch.setenv``, undone after that test."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MTQUERY_CACHE", str(private_cache))
+        yield private_cache
 
 
 @pytest.fixture(autouse=True)

@@ -44,12 +44,12 @@ def kill_dir(tmp_path_factory):
     """A local Ray (2 CPUs, small object store, no dashboard) for the module; its workers see
     KILL_ENV, so a test can have a decode task killed once."""
     d = tmp_path_factory.mktemp("kill")
-    os.environ[KILL_ENV] = str(d)
-    ray.init(num_cpus=2, object_store_memory=500_000_000, include_dashboard=False,
-             logging_level=logging.ERROR, log_to_driver=False)
-    yield d
-    ray.shutdown()
-    os.environ.pop(KILL_ENV, None)
+    with pytest.MonkeyPatch.context() as mp:  # the workers inherit it; undone after the module
+        mp.setenv(KILL_ENV, str(d))
+        ray.init(num_cpus=2, object_store_memory=500_000_000, include_dashboard=False,
+                 logging_level=logging.ERROR, log_to_driver=False)
+        yield d
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -10,12 +11,29 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: what the wheel is built from (pyproject.toml's package-dir folders and its readme)
+SOURCES = ("pyproject.toml", "README.md", "mtquery", "generate", "eval", "sql")
+
+
+def _source_copy(dest: Path) -> Path:
+    """The package's sources copied out of the checkout: setuptools writes build/ and
+    *.egg-info beside the sources it builds, and those belong in a temporary folder."""
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    dest.mkdir()
+    for name in SOURCES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=skip)
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
 
 
 def test_wheel_install_finds_sql_files(tmp_path):
     wheels = tmp_path / "wheels"
+    source = _source_copy(tmp_path / "src")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(wheels), str(REPO)], check=True, cwd=tmp_path)
+                    "-q", "-w", str(wheels), str(source)], check=True, cwd=tmp_path)
     wheel = next(wheels.glob("mtquery-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "mtquery/sql/10_embeddings.sql" in names
