@@ -2,14 +2,19 @@
 the target on queries drawn from the data (rows outside the training sample), and an honest
 verdict when none does within the latency budget.
 
+The ground truth is given: the build computes it in its one pass over the rows (the queries
+as a matrix against each chunk, :class:`mtquery.vectors.chunks.Truth`); an update or the
+``ivf-sq8`` kind gets it from :func:`exact_neighbours`, one batched pass over the store.
+
 For each nprobe (1, 2, 4, ... nlist) one batched search gives every query's candidates, best
-code estimate first, to the deepest depth tried; the recall of each shallower depth is the
-exact rerank of a prefix, so the whole (nprobe, depth) grid costs one search per nprobe. Among
-the settings reaching the target plus MARGIN, the one of least estimated work (codes scanned +
-RERANK_COST per rescored candidate) wins, deterministically; its single-query latency is then
-timed. When it is slower than ``budget`` x the exact scan (timed the same way), or no setting
-reaches the target, the manifest says why (``fallback``) and ``knn`` uses the exact scan for
-that dataset (``--index`` forces the index)."""
+code estimate first, to the deepest depth tried; each query's candidates are rescored once
+and the recall of every shallower depth is read off prefixes, so the whole (nprobe, depth)
+grid costs one search and one gather per nprobe. Among the settings reaching the target
+plus MARGIN, the one of least estimated work (codes scanned + RERANK_COST per rescored
+candidate) wins, deterministically; its single-query latency is then timed. When it is
+slower than ``budget`` x the exact scan (timed the same way), or no setting reaches the
+target, the manifest says why (``fallback``) and ``knn`` uses the exact scan for that
+dataset (``--index`` forces the index)."""
 
 from __future__ import annotations
 
@@ -20,24 +25,28 @@ import numpy as np
 from mtquery.vectors.store import top_k_rows
 
 K = 10
-DEPTHS = (20, 30, 50, 100, 200, 400, 800)
+DEPTHS = (20, 30, 50, 100, 150, 200, 300, 400, 600, 800)
 QUERIES = 128
-TIMED = 24
+TIMED = 32
+EXACT_TIMED = 3
 #: the calibration queries are a sample: aim this much above the target so other queries
 #: reach it too (128 queries x 10 neighbours: a standard error of ~0.006 at recall 0.95)
 MARGIN = 0.015
 #: rescoring one candidate (a float vector paged in + a dot product) costs about this many
 #: code distances: the deterministic cost model that ranks (nprobe, depth) settings
 RERANK_COST = 32
+#: probing twice the lists gains less than this at the deepest rerank: stop probing more
+PLATEAU = 0.002
 
 
 def exact_neighbours(vec: np.ndarray, q: np.ndarray, k: int, batch: int = 262_144
                      ) -> np.ndarray:
-    """Exact top-k row ids of each unit query over all rows, by batched scans."""
+    """Exact top-k row ids of each unit query over all rows: one pass over ``vec`` with the
+    queries as a matrix."""
     best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(q), 0), dtype=np.int64)
     for lo in range(0, len(vec), batch):
-        x = np.nan_to_num(np.asarray(vec[lo:lo + batch], dtype=np.float32), nan=0.0)
+        x = np.asarray(vec[lo:lo + batch], dtype=np.float32)
         s_all = np.concatenate([best_s, q @ x.T], 1)
         i_all = np.concatenate([best_i, np.broadcast_to(np.arange(lo, lo + len(x)),
                                                         (len(q), len(x)))], 1)
@@ -46,20 +55,29 @@ def exact_neighbours(vec: np.ndarray, q: np.ndarray, k: int, batch: int = 262_14
     return best_i
 
 
-def _recall_by_depth(idx, q: np.ndarray, truth: list[set], nprobe: int,
+def _recall_by_depth(idx, q: np.ndarray, truth: np.ndarray, nprobe: int,
                      depths: list[int]) -> dict[int, float]:
-    cand = idx.candidate_lists(q, max(depths), nprobe)
-    out = {}
-    k = len(next(iter(truth))) if truth else K
-    for depth in depths:
-        hits = 0
-        for i in range(len(q)):
-            c = cand[i, :depth]
-            c = c[c >= 0]
-            s = np.nan_to_num(idx.store.vectors(c) @ q[i], nan=-np.inf)
-            hits += len(truth[i] & set(c[np.argsort(-s, kind="stable")[:k]].tolist()))
-        out[depth] = hits / max(1, len(q) * k)
-    return out
+    from mtquery.vectors.index import faiss_module
+
+    faiss = faiss_module()
+    faiss.omp_set_num_threads(2)  # a batch of queries: threads help here
+    try:
+        cand = idx.candidate_lists(q, max(depths), nprobe)
+    finally:
+        faiss.omp_set_num_threads(1)
+    k = truth.shape[1]
+    hits = dict.fromkeys(depths, 0)
+    for i in range(len(q)):
+        c = cand[i]
+        c = c[c >= 0]
+        if not len(c):
+            continue
+        s = np.nan_to_num(np.einsum("ij,j->i", idx.store.vectors(c), q[i]), nan=-np.inf)
+        want = set(truth[i].tolist())
+        for depth in depths:
+            top = np.argsort(-s[:depth], kind="stable")[:k]
+            hits[depth] += len(want.intersection(c[top].tolist()))
+    return {d: h / max(1, len(q) * k) for d, h in hits.items()}
 
 
 def _median_ms(fn, queries: np.ndarray) -> float:
@@ -72,37 +90,39 @@ def _median_ms(fn, queries: np.ndarray) -> float:
     return float(np.median(times) * 1e3)
 
 
-def calibrate(idx, rng: np.random.Generator, exclude: np.ndarray | None = None,
-              target: float = 0.95, budget: float = 0.5, nprobe: int | None = None,
-              rerank: int | None = None, queries: int = QUERIES) -> dict:
-    """Tune nprobe and the rerank depth of ``idx`` (fixed where given); the manifest's
-    ``calibration`` block: chosen values, the recall curve, latencies, fallback."""
+def calibrate(idx, q: np.ndarray, truth: np.ndarray, target: float = 0.95,
+              budget: float = 0.5, nprobe: int | None = None, rerank: int | None = None
+              ) -> dict:
+    """Tune nprobe and the rerank depth of ``idx`` (fixed where given) for unit queries
+    ``q`` whose exact top-k row ids are ``truth``; the manifest's ``calibration`` block:
+    chosen values, the recall curve, latencies, fallback."""
     n = idx.rows
-    pool = np.setdiff1d(np.arange(n), exclude) if exclude is not None and len(exclude) < n \
-        else np.arange(n)
-    qids = np.sort(rng.choice(pool, min(queries, len(pool)), replace=False))
-    q = np.asarray(idx.vectors[qids], dtype=np.float32)
-    q = q[np.isfinite(q).all(axis=1)]
-    k = min(K, n)
-    truth = [set(r) for r in exact_neighbours(idx.vectors, q, k).tolist()]
+    q = np.asarray(q, dtype=np.float32)
+    k = int(truth.shape[1]) if len(q) else min(K, n)
     depths = [int(rerank)] if rerank else [d for d in DEPTHS if d < n] or [n]
     probes = [int(nprobe)] if nprobe else sorted({min(idx.nlist, 2 ** i)
                                                   for i in range(0, 14)})
     curve: dict[str, dict[str, float]] = {}
     reaching: list[tuple[int, int]] = []  # (nprobe, smallest depth reaching the target)
     aim = min(1.0, target + MARGIN)
+    prev = None
     for p in probes:
-        rec = _recall_by_depth(idx, q, truth, p, depths) if len(q) else {d: 1.0 for d in depths}
+        rec = _recall_by_depth(idx, q, truth, p, depths) if len(q) else \
+            dict.fromkeys(depths, 1.0)
         curve[str(p)] = {str(d): round(r, 4) for d, r in rec.items()}
         ok = [d for d in depths if rec[d] >= aim]
         if ok:
             reaching.append((p, ok[0]))
             if ok[0] == depths[0]:
                 break  # deeper probing only costs time
+        if prev is not None and rec[depths[-1]] <= prev + PLATEAU:
+            break  # the lists probed already hold what the codes can find
+        prev = rec[depths[-1]]
     timed = q[:TIMED] if len(q) else np.ones((1, idx.dim), np.float32)
-    exact_ms = _median_ms(lambda v: idx.exact(v, k), timed[:5])
+    exact_ms = _median_ms(lambda v: idx.exact(v, k), timed[:EXACT_TIMED])
     result = {"target_recall": target, "k": k, "queries": int(len(q)), "curve": curve,
-              "exact_ms": round(exact_ms, 3), "budget_ms": round(budget * exact_ms, 3)}
+              "exact_ms": round(exact_ms, 3), "budget_ms": round(budget * exact_ms, 3),
+              "truth": "one batched pass"}
     if not reaching:
         best_p = max(probes, key=lambda p: max(curve[str(p)].values()))
         best_d = max(depths, key=lambda d: curve[str(best_p)][str(d)])

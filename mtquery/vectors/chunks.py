@@ -2,9 +2,10 @@
 survive a kill.
 
 The Parquet files are cut into **units** (a file's row groups, about CHUNK_ROWS rows each).
-Before the pass, a bounded sample is read from row groups spread evenly over the dataset: the k-means training rows and the calibration queries (disjoint). Then every
-unit is read once (the embedding column's flat value buffer, with the result columns) while
-the next one is read in a thread, and
+Before the pass, a bounded sample is read from row groups spread evenly over the dataset: the
+k-means training rows and the calibration queries (disjoint). Then every unit is read once
+(the embedding column's flat value buffer, with the result columns) while the next one is
+read in a thread, and
 
 1. its unit vectors are appended to the store's vector file,
 2. its result columns go to ``rows/NNNNN.arrow``,

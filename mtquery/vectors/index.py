@@ -306,7 +306,8 @@ def load_index(path: str | Path, dataset: Dataset | None = None) -> AnnIndex:
         raise DataError(f"index at {path} is corrupt ({str(exc).splitlines()[0]}); "
                         f"{rebuild}") from exc
     faiss.omp_set_num_threads(1)  # single-query search: OpenMP threads only add overhead
-    if ivf.ntotal != manifest["rows"] or ivf.d != manifest.get("pca_dim", manifest["dim"]):
+    coded = manifest.get("coded_rows", manifest["rows"])  # rows with a direction
+    if ivf.ntotal != coded or ivf.d != manifest.get("pca_dim", manifest["dim"]):
         raise DataError(f"index at {path} does not match its manifest; {rebuild}")
     return AnnIndex(path, manifest, pca, ivf, store)
 
