@@ -262,3 +262,41 @@ def test_score_cli_writes_and_prints(data, tmp_path, capsys):
     doc = json.loads(stdout)
     assert code == 0 and doc["scored"] == table.num_rows and len(doc["top"]) == 2
     assert doc["top"][0]["unique_id"] == uid and doc["top"][0]["score"] == pytest.approx(1.0)
+
+
+def test_damaged_store_blocks_are_found(tmp_path, capsys):
+    """A flipped byte in the vector cache: one notice, the cache rebuilt, the right scores;
+    in an index's store: one line naming the damaged file."""
+    from mtquery.io.cache import cache_path
+    from mtquery.io.datasets import resolve
+
+    table = synth.make_table(n=3000, dim=16, seed=9)
+    path = synth.write(table, tmp_path / "d.parquet")
+    q = synth.vectors(table)[1]
+    mtquery.score(path, vector=q)  # builds the cache
+    vec = cache_path(resolve(path)) / "vectors.f32"
+    with open(vec, "r+b") as fh:
+        fh.seek(40_000)
+        b = fh.read(1)
+        fh.seek(40_000)
+        fh.write(bytes([b[0] ^ 0x40]))
+    got = mtquery.score(path, vector=q)
+    check_equal(got, brute(table, q), table.column("unique_id").to_pylist())
+    from mtquery.vectors.build import BuildParams, build_index
+
+    pytest.importorskip("faiss")
+    where = build_index(path, params=BuildParams(nlist=16))
+    with open(where / "store" / "vectors.f32", "r+b") as fh:
+        fh.seek(100_000)
+        b = fh.read(1)
+        fh.seek(100_000)
+        fh.write(bytes([b[0] ^ 0x40]))
+    code, out, err = run(capsys, "score", "-d", path, "--vector", _npy(tmp_path, q), "-q")
+    assert code == 1 and "vectors.f32" in err and "checksum mismatch" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _npy(tmp_path, q):
+    p = tmp_path / "q.npy"
+    np.save(p, q)
+    return p

@@ -115,7 +115,7 @@ def classify(dataset: DatasetArg | Session = None, *, labels: str | Path | None 
     from mtquery.find.model import check_applies, check_threshold, load_model
     from mtquery.find.score import annotate, check_limit, check_output_path, empty_region
     from mtquery.find.sink import Sink
-    from mtquery.find.stream import region_dots
+    from mtquery.find.stream import once_more_if_cache_damaged, region_dots
 
     threshold = check_threshold(threshold)
     suggest = _check_count(suggest, "suggest") or 0
@@ -154,14 +154,20 @@ def classify(dataset: DatasetArg | Session = None, *, labels: str | Path | None 
             exclude = frozenset(lab.unique_id.tolist())
         t = clf.threshold if threshold is None else threshold
         title = f"{s.dataset.name}: probability ({len(clf.coef)}-d logistic regression)"
-        with Sink("probability", limit=limit, output=out, heatmap=heat, threshold=t,
-                  detections=det, suggest=suggest, exclude=exclude, title=title,
-                  resolution=resolution) as sink:
-            for part in region_dots(s, clf.coef, filters, progress, "classifying fragments"):
-                sink.add(part, clf.probability(part.dots))
-            if sink.rows == 0:
-                raise empty_region(s, filters)
-            sink.finish()
+
+        def run() -> Sink:
+            with Sink("probability", limit=limit, output=out, heatmap=heat, threshold=t,
+                      detections=det, suggest=suggest, exclude=exclude, title=title,
+                      resolution=resolution) as sink:
+                for part in region_dots(s, clf.coef, filters, progress,
+                                        "classifying fragments"):
+                    sink.add(part, clf.probability(part.dots))
+                if sink.rows == 0:
+                    raise empty_region(s, filters)
+                sink.finish()
+            return sink
+
+        sink = once_more_if_cache_damaged(s, run)
     if saved is not None:
         from mtquery.io.fsio import atomic_write_text
 

@@ -11,11 +11,11 @@ import pyarrow as pa
 
 from mtquery.errors import DataError, UsageError
 from mtquery.find.sink import Sink
-from mtquery.find.stream import region_dots
+from mtquery.find.stream import once_more_if_cache_damaged, region_dots
 from mtquery.progress import ProgressCallback
 from mtquery.query.filters import Filters
-from mtquery.query.resolve import QueryVector
 from mtquery.query.session import Session
+from mtquery.query.vector import QueryVector
 from mtquery.vectors.store import unit_query
 
 SCORED_KEY = b"mtquery:scored"
@@ -88,13 +88,18 @@ def score_region(session: Session, query: QueryVector, filters: Filters, *,
     heat = check_heatmap_path(heatmap) if heatmap is not None else None
     q = unit_query(query.vector, session.dim)
     title = f"{session.dataset.name}: cosine similarity to {describe_query(query)}"
-    with Sink("score", limit=limit, output=out, heatmap=heat, title=title,
-              resolution=resolution) as sink:
-        for part in region_dots(session, q, filters, progress, "scoring fragments"):
-            sink.add(part, part.dots)
-        if sink.rows == 0:
-            raise empty_region(session, filters)
-        sink.finish()
+
+    def run() -> Sink:
+        with Sink("score", limit=limit, output=out, heatmap=heat, title=title,
+                  resolution=resolution) as sink:
+            for part in region_dots(session, q, filters, progress, "scoring fragments"):
+                sink.add(part, part.dots)
+            if sink.rows == 0:
+                raise empty_region(session, filters)
+            sink.finish()
+        return sink
+
+    sink = once_more_if_cache_damaged(session, run)
     return annotate(sink.table(), sink.rows, sink.rows - sink.valid)
 
 

@@ -13,8 +13,10 @@ against the read budget first, as ``knn`` does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -27,6 +29,7 @@ from mtquery.query.search import sql_error
 from mtquery.query.session import Session
 from mtquery.vectors.store import VectorStore
 
+T = TypeVar("T")
 BATCH_ROWS = 65_536
 #: the columns of every scored table besides the value (score / probability), in order
 ROW_COLUMNS = ("unique_id", "geometry", "grid_cell", "timestamp", "product_id", "centre_lat",
@@ -149,3 +152,23 @@ def region_dots(session: Session, v: np.ndarray, filters: Filters,
             scanner.close()
     if total and done < total:  # the plan counted whole row groups; finish the bar
         emit(progress, task, 0, total=done or None, unit="fragments")
+
+
+def once_more_if_cache_damaged(session: Session, run: Callable[[], T]) -> T:
+    """``run()``; when it meets a damaged block of the dataset's vector cache, one notice,
+    the cache removed, and ``run()`` again (the store is built anew from the Parquet files).
+    Damage anywhere else (an index's store) stays an error that names the file."""
+    from mtquery.io.cache import cache_path, discard_damaged
+    from mtquery.vectors.integrity import Damaged
+
+    try:
+        return run()
+    except Damaged as exc:
+        try:
+            cache = cache_path(session.dataset)
+        except OSError:
+            cache = None
+        if cache is None or cache not in Path(exc.path).parents:
+            raise
+        discard_damaged(cache, exc)
+    return run()
