@@ -291,6 +291,7 @@ def test_damaged_store_blocks_are_found(tmp_path, capsys):
         b = fh.read(1)
         fh.seek(100_000)
         fh.write(bytes([b[0] ^ 0x40]))
+    capsys.readouterr()  # the notice about the cache, above
     code, out, err = run(capsys, "score", "-d", path, "--vector", _npy(tmp_path, q), "-q")
     assert code == 1 and "vectors.f32" in err and "checksum mismatch" in err, err
     assert len(err.strip().splitlines()) == 1
