@@ -203,7 +203,7 @@ def search(
     """Fragments whose geometry intersects --bbox and whose acquisition date is in
     [--start, --end] (inclusive, UTC)."""
     from mtquery.query.filters import Filters, check_limit
-    from mtquery.query.search import run, search_sql
+    from mtquery.query.search import check_times, run, search_sql
 
     check_output(fmt, output)
     filters = Filters.of(bbox, start, end, cell)
@@ -213,6 +213,7 @@ def search(
     if ds is None:  # --dry-run: the plan was printed
         return
     session = session_for(ds)
+    check_times(session, filters)
     statement, params = search_sql(filters, limit, session.shape.has_bbox)
     show_sql(show, statement, params)
     table = run(session, statement, params)

@@ -105,8 +105,10 @@ def extract(dataset: Dataset | str, output: str | Path, bbox: str | BBox | None 
         manifest = _run(ds, read, filters, stage, output, out_abs, row_group_size, workers,
                         validate, progress, t0, resumed)
     except BaseException as exc:
-        # keep finished parts for a rerun to adopt (hidden, swept when nobody does)
-        if stage is not None and (isinstance(exc, NothingToExtract)
+        # keep finished parts for a rerun to adopt (hidden, swept when nobody does); not when
+        # another run published the output meanwhile: a rerun refuses to write over it, so
+        # nothing would adopt them (a full copy of the region left behind)
+        if stage is not None and (isinstance(exc, NothingToExtract) or _taken(out_abs)
                                   or not any((stage / "parts").glob("*.done"))):
             discard(stage)
         raise
@@ -117,6 +119,14 @@ def extract(dataset: Dataset | str, output: str | Path, bbox: str | BBox | None 
 
         manifest["index"] = str(build_index(str(output), progress=progress))
     return manifest
+
+
+def _taken(out: Path) -> bool:
+    """Whether ``out`` now holds another run's output (a non-empty directory, or a file)."""
+    try:
+        return out.is_file() or (out.is_dir() and any(out.iterdir()))
+    except OSError:
+        return False
 
 
 def _request(read: ReadPlan, filters: Filters) -> dict:
@@ -307,11 +317,12 @@ def _kept_rows(cand: Path, filters: Filters):
     """Row numbers (in ``cand``) of the rows passing the filters: the search's WHERE clause."""
     import numpy as np
 
-    from mtquery.query.search import run
+    from mtquery.query.search import check_times, run
     from mtquery.query.session import open_session
 
     session = open_session(str(cand))
     try:
+        check_times(session, filters)
         where, params = where_sql(filters, session.shape.has_bbox)
         table = run(session, f"SELECT source_row FROM embeddings\n{where}\nORDER BY 1", params)
     finally:

@@ -180,7 +180,13 @@ def _convert(batch: pa.RecordBatch, schema: pa.Schema, dim: int) -> pa.Table:
             flat = col.flatten() if not isinstance(col, pa.ChunkedArray) else col
             values = np.asarray(flat.to_numpy(zero_copy_only=False))
             values = values.astype(f.type.value_type.to_pandas_dtype(), copy=False)
-            col = pa.FixedSizeListArray.from_arrays(pa.array(values), dim)
+            mask = None
+            if col.null_count:  # a null vector stays null (flatten left its slot out)
+                valid = np.asarray(col.is_valid())
+                full = np.zeros((len(col), dim), dtype=values.dtype)
+                full[valid] = values.reshape(-1, dim)
+                values, mask = full.reshape(-1), pa.array(~valid)
+            col = pa.FixedSizeListArray.from_arrays(pa.array(values), dim, mask=mask)
         elif f.name == "geometry":
             col = col.cast(pa.binary()) if col.type != pa.binary() else col
             if isinstance(col.type, pa.ExtensionType):
@@ -332,8 +338,13 @@ def _validate(root: Path, progress: ProgressCallback | None) -> None:
                         "output discarded")
     notes = [f"{c['check']}: {c['failures']:,} ({c['status']})" for c in checks
              if c["status"] in ("FAIL", "WARN")]
-    emit(progress, "optimizing", message=f"validated {report.rows:,} rows: VALID"
-         + (f" with notes ({'; '.join(notes)}; see mtquery validate)" if notes else ""))
+    # the verdict is validate's own: null / NaN vectors make the output INVALID there and here
+    detail = f" ({'; '.join(notes)}; see mtquery validate)" if notes else ""
+    message = (f"validated {report.rows:,} rows: VALID" + (" with notes" if notes else "")
+               + detail if report.ok else
+               f"validated {report.rows:,} rows: INVALID{detail}; published anyway: vectors "
+               "are copied as they are, knn skips those without a direction")
+    emit(progress, "optimizing", message=message)
 
 
 def _mem(text: str) -> str:

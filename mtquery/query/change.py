@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from mtquery.errors import DataError, UsageError
 from mtquery.query.filters import BBox, Filters, TimeRange, parse_bbox, parse_time_range, where_sql
-from mtquery.query.search import run
+from mtquery.query.search import check_times, run
 from mtquery.query.session import Session
 from mtquery.vectors.store import unit_rows
 
@@ -91,6 +91,7 @@ def change(session: Session, before: str | Period, after: str | Period,
     if limit is not None and limit <= 0:
         raise UsageError(f"limit must be positive, e.g. 100 (got {limit})", "limit")
     sql, params = change_sql(b, a, parse_bbox(bbox), session.shape.has_bbox, per_fragment)
+    check_times(session)  # the periods are time windows: unreadable times are an error
     t = run(session, sql, params)
     if t.num_rows == 0:
         raise DataError(f"no fragment acquired in before ({b.text}) or after ({a.text}) "

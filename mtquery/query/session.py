@@ -182,6 +182,13 @@ def _probe_dim(con: duckdb.DuckDBPyConnection, flat: str, dataset: Dataset) -> i
     return next(iter(dims))
 
 
+#: integer timestamp columns are epochs (UTC); the unit is read off the magnitude: below 1e11
+#: seconds (to the year 5138), below 1e14 milliseconds, below 1e17 microseconds, else ns
+EPOCH_TYPES = ("BIGINT", "INTEGER", "UBIGINT", "UINTEGER", "HUGEINT")
+EPOCH_UNITS = ((100_000_000_000, 1_000_000), (100_000_000_000_000, 1_000),
+               (100_000_000_000_000_000, 1))
+
+
 def _timestamp_text(dtype: str) -> str:
     """``timestamp`` as text: a typed timestamp is written in UTC ISO form (with ``Z`` when
     it carries a time zone), a string column as it is."""
@@ -189,6 +196,11 @@ def _timestamp_text(dtype: str) -> str:
         return """strftime(timezone('UTC', "timestamp"), '%Y-%m-%dT%H:%M:%S.%fZ')"""
     if dtype.startswith("TIMESTAMP") or dtype == "DATE":
         return """strftime(CAST("timestamp" AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%f')"""
+    if dtype in EPOCH_TYPES:  # epochs, the unit read off the magnitude (s, ms, us or ns)
+        t = 'CAST("timestamp" AS BIGINT)'
+        return ("strftime(make_timestamp(CASE "
+                + " ".join(f"WHEN abs({t}) < {lim} THEN {t} * {mul}" for lim, mul in EPOCH_UNITS)
+                + f" ELSE {t} // 1000 END), '%Y-%m-%dT%H:%M:%S.%fZ')")
     return 'CAST("timestamp" AS VARCHAR)'
 
 

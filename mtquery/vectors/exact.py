@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from mtquery.query.filters import Filters, where_sql
 from mtquery.query.resolve import QueryVector
-from mtquery.query.search import filtered_locations, sql_error
+from mtquery.query.search import check_times, filtered_locations, sql_error
 from mtquery.query.session import Session
 from mtquery.vectors.store import (
     RESULT_COLUMNS,
@@ -156,6 +156,7 @@ def stream_knn(session: Session, query: QueryVector, k: int, filters: Filters,
         guard(session.dataset, filters, "knn")
     q = unit_query(query.vector, session.dim)
     exclude = () if include_self else query.exclude_ids
+    check_times(session, filters)
     sql, params = scan_sql(filters, session.shape.has_bbox)
     sources = {os.path.normpath(s): i for i, s in enumerate(session.dataset.sources)}
     seen = {"skipped": 0}

@@ -148,11 +148,25 @@ def timestamp_text(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Arra
     microseconds, in UTC with a ``Z`` when it carries a time zone."""
     import pyarrow.compute as pc
 
+    if pa.types.is_integer(col.type):  # epochs, as the SQL views read them (s, ms, us, ns)
+        col = _epoch_micros(col).cast(pa.timestamp("us", tz="UTC"))
     if not pa.types.is_timestamp(col.type):
         return col
     tz = col.type.tz
     col = col.cast(pa.timestamp("us", tz="UTC" if tz else None))
     return pc.strftime(col, format="%Y-%m-%dT%H:%M:%S" + ("Z" if tz else ""))
+
+
+def _epoch_micros(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Integer epochs as microseconds, the unit read off the magnitude (the views' rule,
+    ``mtquery.query.session.EPOCH_UNITS``)."""
+    import pyarrow.compute as pc
+
+    v = col.cast(pa.int64())
+    mag = pc.abs(v)
+    return pc.if_else(pc.less(mag, 10**11), pc.multiply(v, 10**6), pc.if_else(
+        pc.less(mag, 10**14), pc.multiply(v, 10**3), pc.if_else(
+            pc.less(mag, 10**17), v, pc.divide(v, 10**3))))
 
 
 def cast_rows(t: pa.Table) -> pa.Table:
