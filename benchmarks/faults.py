@@ -21,7 +21,11 @@ the output already complete (killed after publishing), finished before the kill,
 outputs seen, leftover staging, rerun failures. When a killed optimize had already
 published, its rerun refusing to overwrite (exit 2) counts as success.
 
-    python benchmarks/faults.py [N=10] [--seed 0] [--keep DIR] [--only optimize,index]
+Disk corruption (``--only disk``, benchmarks/faults_disk.py): N stored files of an index and
+of the exact-scan cache damaged at random; runs, faults injected, wrong answers, partial
+outputs and hangs (all three must be 0).
+
+    python benchmarks/faults.py [N=10] [--seed 0] [--keep DIR] [--only optimize,index,disk]
 """
 
 from __future__ import annotations
@@ -366,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", type=int, default=60_000, help="rows of the synthetic datasets")
     ap.add_argument("--cells", type=int, default=4, help="Core samples for generate")
-    ap.add_argument("--only", default="optimize,index,generate,extract")
+    ap.add_argument("--only", default="optimize,index,generate,extract,disk")
     ap.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     ap.add_argument("--retries", type=int, default=3, help="when a command cannot start")
     ap.add_argument("--retry-wait", type=float, default=180.0)
@@ -382,10 +386,21 @@ def main(argv: list[str] | None = None) -> int:
               "extract": lambda: extract_case(work, args.rows)}
     rows: list[tuple] = []
     notes: list[str] = []
+    extra_tables: list[str] = []
     failed = False
     t_all = time.perf_counter()
     try:
         for key in [k.strip() for k in args.only.split(",") if k.strip()]:
+            if key == "disk":  # disk-corruption rows: benchmarks/faults_disk.py
+                from faults_disk import run_disk
+                from faults_disk import table as disk_table
+
+                disk_rows, disk_notes, disk_failed = run_disk(work, env, args.n, args.rows,
+                                                              args.seed)
+                extra_tables.append(disk_table(disk_rows))
+                notes += disk_notes
+                failed |= disk_failed
+                continue
             case = makers[key]()
             try:
                 stats = measure(case, env, args.retries, args.retry_wait)
@@ -407,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    for t in extra_tables:
+        print(f"\n{t}")
     for n in notes:
         print(f"  {n}")
     print(f"seed {args.seed}, {args.n} trial(s) a command, {time.perf_counter() - t_all:.0f} s")
