@@ -11,6 +11,7 @@ from pathlib import Path
 from mtquery.errors import DataError, UsageError
 from mtquery.eval.results import SCHEMA
 from mtquery.io.fsio import atomic_path, atomic_write_text
+from mtquery.io.manifests import EvalResults
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -37,6 +38,7 @@ def load(path: Path) -> dict:
         raise DataError(f"{path}: not a JSON results file ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise DataError(f"{path}: not an mtquery eval results file (schema {SCHEMA})")
+    EvalResults.from_dict(doc, path)  # fields and their types: one line when damaged
     doc["_file"] = str(path)
     return doc
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from mtquery.io.fsio import atomic_write_text
+from mtquery.io.manifests import EvalResults
 
-SCHEMA = "mtquery-eval/1"
+SCHEMA = EvalResults.SCHEMA
 PCA_POINTS = 4000
 
 

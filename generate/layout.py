@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mtquery.errors import UsageError
 from mtquery.io.fsio import atomic_write_text
+from mtquery.io.manifests import GenerationManifest
 
 META_DIR = "_mtquery"
 STATE_DIR = "state"
@@ -64,8 +65,8 @@ class OutputDir:
     def write_state(self, name: str, state: dict) -> None:
         atomic_write_text(self.state_file(name), json.dumps(state, indent=1))
 
-    def write_manifest(self, manifest: dict) -> None:
-        atomic_write_text(self.manifest, json.dumps(manifest, indent=2))
+    def write_manifest(self, manifest: GenerationManifest) -> None:
+        manifest.write(self.manifest)
 
 
 def open_output(output: str, settings: dict) -> OutputDir:

@@ -40,6 +40,7 @@ from mtquery.generate.unit import (  # noqa: F401  (re-exported: the pipeline's 
     pack_group,
     pack_sample,
 )
+from mtquery.io.manifests import GenerationManifest
 from mtquery.progress import ProgressCallback, emit
 
 PIXEL_BBOX_ORDER = "row_off,col_off,row_off+f,col_off+f (own pixels' footprint)"
@@ -211,10 +212,11 @@ def _plan(srcs: list, shard_size: int, limit: int | None) -> list[ShardTask]:
 
 def _manifest(spec: ModelSpec, made: dict | None, weights: str | None, mode: str,
               precision: str, device: str | None, described: list[dict], limit: int | None,
-              summary: Summary, shards: list[dict]) -> dict:
+              summary: Summary, shards: list[dict]) -> GenerationManifest:
     """Provenance and counts of the run (``made`` — weights, their sha256 and the device the
     model ran on — is None when every shard was done before)."""
-    return {
+    return GenerationManifest.from_dict({
+        "schema": GenerationManifest.SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": spec.name, "family": spec.family, "dim": spec.dim,
                   "bands": list(spec.bands), "fragment_size": spec.fragment_size,
@@ -240,7 +242,7 @@ def _manifest(spec: ModelSpec, made: dict | None, weights: str | None, mode: str
         "shards": [s["file"] for s in shards if s["rows"]],
         "timings_s": summary.timings.as_dict(),
         "elapsed_s": round(summary.elapsed_s, 3),
-    }
+    }, "generation manifest")
 
 
 def summary_line(s: Summary) -> str:

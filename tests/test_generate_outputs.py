@@ -84,7 +84,7 @@ def test_describe_finds_the_manifest_in_new_and_old_layouts(core, tmp_path):
 
     out = tmp_path / "o"
     generate("spectral", [str(core)], str(out), limit=1)
-    assert manifest_of(mtquery.open_session(str(out)))["model"]["name"] == "spectral"
+    assert manifest_of(mtquery.open_session(str(out))).model["name"] == "spectral"
     shutil.move(out / "_mtquery" / "manifest.json", out / "manifest.json")  # an old output
-    assert manifest_of(mtquery.open_session(str(out / "*.parquet")))["model"]["family"] == (
+    assert manifest_of(mtquery.open_session(str(out / "*.parquet"))).model["family"] == (
         "spectral")

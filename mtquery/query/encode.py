@@ -27,9 +27,8 @@ def dataset_model(session: Session) -> str | None:
     """The registry name of the model that made the dataset, when it says so."""
     from mtquery.query.info import manifest_of
 
-    manifest = manifest_of(session) or {}
-    model = manifest.get("model")
-    name = model.get("name") if isinstance(model, dict) else model
+    manifest = manifest_of(session)
+    name = manifest.model_name if manifest is not None else None
     entry = session.dataset.entry
     if not name and entry is not None and entry.model:
         from mtquery.generate import REGISTRY

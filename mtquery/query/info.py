@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mtquery.errors import DataError, MTQueryError
 from mtquery.io.datasets import Dataset
+from mtquery.io.manifests import GenerationManifest
 from mtquery.query.search import run
 from mtquery.query.session import Session
 
@@ -83,7 +84,7 @@ def _bbox_from_metadata(session: Session, n_files: int) -> list[float] | None:
             max(b[2] for b in boxes), max(b[3] for b in boxes)]
 
 
-def manifest_of(session: Session) -> dict | None:
+def manifest_of(session: Session) -> GenerationManifest | None:
     """The generation manifest of a local dataset's directory, if any: ``_mtquery/manifest.json``
     (``manifest.json`` beside the files in outputs of older versions)."""
     parents = {Path(f).parent for f in session.dataset.local_files}
@@ -94,10 +95,7 @@ def manifest_of(session: Session) -> dict | None:
                  if p.is_file()), None)
     if path is None:
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return GenerationManifest.read(path)  # another version or damaged: one line, rebuild
 
 
 def _stat_time(value: object) -> str | None:
@@ -190,6 +188,6 @@ def dataset_info(session: Session) -> dict:
         "bbox_covering": session.shape.has_bbox,
     }
     manifest = manifest_of(session)
-    if manifest:
-        info["model"] = manifest.get("model")
+    if manifest is not None:
+        info["model"] = manifest.model
     return info
