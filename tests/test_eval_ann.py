@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from mtquery.cli import main
 from mtquery.io.datasets import demo_path
 
@@ -20,6 +22,7 @@ def _run(args):
     return 0
 
 
+@pytest.mark.slow
 def test_retrieval_against_mtquery_index(tmp_path, capsys):
     data = tmp_path / "demo.parquet"
     shutil.copy(demo_path(), data)

@@ -163,6 +163,7 @@ def test_multi_label_list_column(tmp_path, demo_rows):
     assert set(s) == {"linear", "knn/k1", "knn/k5", "knn/k20"}
 
 
+@pytest.mark.slow
 def test_probe_cli_reproducible_and_self_describing(labels_dir, demo_info, tmp_path, capsys):
     outs = []
     for name in ("a.json", "b.json"):
@@ -191,6 +192,7 @@ def test_probe_cli_reproducible_and_self_describing(labels_dir, demo_info, tmp_p
     assert a["timings_s"]["load_s"] >= 0
 
 
+@pytest.mark.slow
 def test_retrieval_cli_and_report(labels_dir, tmp_path, capsys):
     out = tmp_path / "ret.json"
     code, _, err = run(["eval", "retrieval", "--labels", str(labels_dir / "cells.csv"),

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a local Ray: 20-40 s a test on 2 cores
 
 from mtquery.errors import DataError, UsageError  # noqa: E402
 from mtquery.generate.engine_ray import KILL_ENV  # noqa: E402

@@ -31,6 +31,7 @@ def _ids(capsys, data, uid, *extra):
     return [r["unique_id"] for r in json.loads(out)], err
 
 
+@pytest.mark.slow
 def test_index_recall_on_isotropic_data(iso, capsys, monkeypatch):
     monkeypatch.setenv("MTQUERY_CACHE", "off")
     code, out, err = run(capsys, "index", "build", iso)
@@ -51,6 +52,7 @@ def test_index_recall_on_isotropic_data(iso, capsys, monkeypatch):
     assert hits / 200 >= 0.95
 
 
+@pytest.mark.slow
 def test_unreachable_target_falls_back(iso, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MTQUERY_CACHE", "off")
     out_dir = tmp_path / "idx"

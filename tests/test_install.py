@@ -10,6 +10,8 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 #: what the wheel is built from (pyproject.toml's package-dir folders and its readme)
 SOURCES = ("pyproject.toml", "README.md", "mtquery", "generate", "eval", "sql")
@@ -29,6 +31,7 @@ def _source_copy(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_wheel_install_finds_sql_files(tmp_path):
     wheels = tmp_path / "wheels"
     source = _source_copy(tmp_path / "src")

@@ -26,6 +26,7 @@ def faults():
         sys.modules.pop(spec.name, None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [3])
 def test_killed_optimize(faults, tmp_path, seed):
     case = faults.optimize_case(tmp_path, rows=20_000)
