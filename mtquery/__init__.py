@@ -12,7 +12,7 @@
     mtquery.chip("demo", unique_id)   # the fragment's image chip (bytes, media type) or None
 """
 
-from mtquery.api import align, change, chip, extract, info, knn, search
+from mtquery.api import align, cell, change, chip, extract, info, knn, search
 from mtquery.errors import DataError, MTQueryError, UsageError
 from mtquery.find.api import classify, score
 from mtquery.query.session import Session, connect, open_session
@@ -47,6 +47,7 @@ __all__ = [
     "Session",
     "UsageError",
     "align",
+    "cell",
     "cell_bounds",
     "cells_in_bbox",
     "change",

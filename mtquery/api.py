@@ -123,11 +123,26 @@ def query_of(table: pa.Table) -> dict:
 
 
 def info(dataset: DatasetArg | Session = None) -> dict:
-    """Rows, dimension, bbox, time range, grid cells, files and bytes of a dataset."""
-    from mtquery.query.info import dataset_info
+    """Rows, dimension, bbox, time range, grid cells, files and bytes of a dataset (of a
+    remote one, from its Parquet footers alone)."""
+    from mtquery.io.datasets import resolve
+    from mtquery.query.info import dataset_info, remote_info
 
+    if not isinstance(dataset, Session):
+        dataset = resolve(dataset)
+        found = remote_info(dataset) if dataset.remote else None
+        if found is not None:
+            return found
     with _session(dataset) as s:
         return dataset_info(s)
+
+
+def cell(lat: float, lon: float, dist: float = 10.0) -> pa.Table:
+    """The Major TOM grid cell holding a point: name, row / column, bounds, UTM zone."""
+    from mtquery.query.filters import check_lat, check_lon
+    from mtquery.standard.grid import cell_of_point
+
+    return cell_of_point(check_lat(lat), check_lon(lon), dist)
 
 
 def change(dataset: DatasetArg | Session = None, *, before: str, after: str,

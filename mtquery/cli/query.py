@@ -24,6 +24,7 @@ from mtquery.cli.options import (
     StartOpt,
     check_output,
     cost_first,
+    hide_pandas,
     pick,
     session_for,
     show_sql,
@@ -58,20 +59,10 @@ def cell(
     output: OutputOpt = None,
 ) -> None:
     """The Major TOM grid cell holding a point, with its bounds and UTM zone."""
-    from mtquery.query.filters import check_lat, check_lon
-    from mtquery.standard import grid
+    from mtquery.api import cell as cell_of
 
     check_output(fmt, output)
-    la, lo = check_lat(lat), check_lon(lon)
-    r, c = grid.latlon_to_rowcol(la, lo, dist)
-    name = grid.rowcol_to_cell(r, c, dist)[0]
-    b = grid.rowcol_bounds(r, c, dist)[0]
-    table = pa.table({
-        "grid_cell": [name], "grid_row_u": [int(r[0])], "grid_col_r": [int(c[0])],
-        "min_lon": [b[0]], "min_lat": [b[1]], "max_lon": [b[2]], "max_lat": [b[3]],
-        "utm_epsg": [int(grid.utm_epsg(b[1], b[0])[0])], "dist_km": [float(dist)],
-    })
-    write_rows(table, fmt, output)
+    write_rows(cell_of(lat, lon, dist), fmt, output)
 
 
 def info(
@@ -82,13 +73,12 @@ def info(
 ) -> None:
     """Rows, dimension, bbox, time range, files and bytes of a dataset (of a remote one, from
     its Parquet footers alone)."""
-    from mtquery.io.datasets import resolve
-    from mtquery.query.info import dataset_info, remote_info
+    from mtquery.api import info as dataset_info
 
     if fmt not in ("table", "json"):
         raise UsageError(f"info --format must be table or json (got {fmt!r})")
-    ds = resolve(pick(dataset_arg, dataset, "DATASET", "--dataset"))
-    data = (remote_info(ds) if ds.remote else None) or dataset_info(session_for(ds))
+    hide_pandas()
+    data = dataset_info(pick(dataset_arg, dataset, "DATASET", "--dataset"))
     if fmt == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
@@ -202,8 +192,8 @@ def search(
 ) -> None:
     """Fragments whose geometry intersects --bbox and whose acquisition date is in
     [--start, --end] (inclusive, UTC)."""
+    from mtquery.api import search as run_search
     from mtquery.query.filters import Filters, check_limit
-    from mtquery.query.search import check_times, run, search_sql
 
     check_output(fmt, output)
     filters = Filters.of(bbox, start, end, cell)
@@ -213,15 +203,10 @@ def search(
     if ds is None:  # --dry-run: the plan was printed
         return
     session = session_for(ds)
-    check_times(session, filters)
-    statement, params = search_sql(filters, limit, session.shape.has_bbox)
-    show_sql(show, statement, params)
-    table = run(session, statement, params)
-    if fmt in GEO_FORMATS:
-        from mtquery.api import with_geometry
-
-        table = with_geometry(session, table)
-    write_rows(table, fmt, output)
+    if show:
+        session.on_sql = lambda statement, params: show_sql(True, statement, params)
+    write_rows(run_search(session, bbox, start, end, cell, limit,
+                          geometry=fmt in GEO_FORMATS), fmt, output)
 
 
 def knn(

@@ -313,3 +313,16 @@ def utm_epsg(lats: object, lons: object) -> np.ndarray:
     zone = np.where(sval & (lo >= 21) & (lo < 33), 35, zone)
     zone = np.where(sval & (lo >= 33) & (lo < 42), 37, zone)
     return np.where(la >= 0, 32600, 32700) + zone
+
+
+def cell_of_point(lat: float, lon: float, dist: float = 10.0) -> pa.Table:
+    """One row: the cell holding the point (name, grid_row_u, grid_col_r), its bounds, its
+    UTM EPSG code and the grid spacing."""
+    r, c = latlon_to_rowcol(lat, lon, dist)
+    b = rowcol_bounds(r, c, dist)[0]
+    return pa.table({
+        "grid_cell": [rowcol_to_cell(r, c, dist)[0]], "grid_row_u": [int(r[0])],
+        "grid_col_r": [int(c[0])], "min_lon": [b[0]], "min_lat": [b[1]], "max_lon": [b[2]],
+        "max_lat": [b[3]], "utm_epsg": [int(utm_epsg(b[1], b[0])[0])],
+        "dist_km": [float(dist)],
+    })
