@@ -91,6 +91,30 @@ def build(
     sys.stdout.write(f"{path}\n")
 
 
+@index_app.command("update")
+def update(
+    dataset_arg: Annotated[str | None, typer.Argument(metavar="[DATASET]", help="Local "
+                                                      "dataset whose index to update.")
+                           ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Local dataset "
+                                                "whose index to update.")] = None,
+    index: Annotated[Path | None, typer.Option("--index", help="Index directory (default: "
+                                               "beside the data).", file_okay=False)] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add the dataset's new files to its index and drop the removed ones, without a
+    rebuild (recalibrated; a rebuild is suggested in one line when the lists drift)."""
+    from mtquery.cli.progress import progress_bar
+    from mtquery.vectors.update import update_index
+
+    ds = pick(dataset_arg, dataset, "DATASET", "--dataset")
+    if ds is None:
+        raise UsageError("give the dataset whose index to update: mtquery index update DATASET")
+    with progress_bar(quiet) as on_progress:
+        summary = update_index(ds, index, progress=on_progress)
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+
+
 @index_app.command("info")
 def info(
     dataset_arg: Annotated[str | None, typer.Argument(metavar="[DATASET]", help="Dataset "

@@ -281,7 +281,8 @@ def _build(part: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     timings["assemble_s"] = time.perf_counter() - t0
     manifest = _manifest(p, fp, ds, n, dim, coarse.nlist, len(invalid), dtype,
                          n_train, resumed)
-    manifest["lists"] = lists_summary(ivf)
+    manifest["lists"] = manifest["lists_at_build"] = lists_summary(ivf)
+    shutil.copy2(work / "coarse.npz", tmp / "coarse.npz")  # what an update assigns with
     manifest["coded_rows"] = int(ivf.ntotal)  # rows with a direction (invalid ones: none)
     return _finish(tmp, manifest, ivf, store, None, qx, truth.ids, p, timings, t_start, say)
 
