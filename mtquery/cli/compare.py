@@ -32,19 +32,21 @@ def change(
 ) -> None:
     """Per grid cell, 1 - cosine similarity of the mean unit vector before and after; largest
     change first. Cells seen in one period only are left out (and counted)."""
+    from mtquery.api import change as run_change
     from mtquery.cli.options import check_output, session_for, show_sql
     from mtquery.cli.output import write_rows
-    from mtquery.query.change import change as run_change
-    from mtquery.query.change import change_sql, parse_period
+    from mtquery.query.change import parse_period
     from mtquery.query.filters import check_limit, parse_bbox
 
     check_output(fmt, output)
     check_limit(limit)
-    b, a = parse_period(before, "before"), parse_period(after, "after")
-    box = parse_bbox(bbox)
+    parse_period(before, "before"), parse_period(after, "after")  # bad values before a read
+    parse_bbox(bbox)
     session = session_for(dataset)
-    show_sql(show, *change_sql(b, a, box, session.shape.has_bbox, per_fragment))
-    table = run_change(session, b, a, box, per_fragment, limit)
+    if show:
+        session.on_sql = lambda statement, params: show_sql(True, statement, params)
+    table = run_change(session, before=before, after=after, bbox=bbox,
+                       per_fragment=per_fragment, limit=limit)
     if fmt in ("table", "csv"):
         table = table.drop_columns(["geometry"])
     write_rows(table, fmt, output)
@@ -65,17 +67,16 @@ def align(
     """The same fragments in two datasets of different models (matched on grid_cell,
     product_id, pixel_bbox), with how many of each fragment's k nearest neighbours the two
     models share. SQL: SELECT * FROM aligned('other/*.parquet')."""
+    from mtquery.api import align as run_align
     from mtquery.cli.options import check_output, session_for, show_sql
     from mtquery.cli.output import write_rows
-    from mtquery.query.align import align as run_align
-    from mtquery.query.align import align_sql
     from mtquery.query.filters import check_k, check_limit, parse_bbox
 
     check_output(fmt, output)
     check_limit(limit)
     check_k(k)
-    box = parse_bbox(bbox)
+    parse_bbox(bbox)
     session = session_for(dataset)
-    sql, params = align_sql(box, session.shape.has_bbox, limit)
-    show_sql(show, sql, [other, *params])
-    write_rows(run_align(session, other, box, limit, k), fmt, output)
+    if show:
+        session.on_sql = lambda statement, params: show_sql(True, statement, params)
+    write_rows(run_align(session, other=other, bbox=bbox, limit=limit, k=k), fmt, output)
