@@ -7,9 +7,8 @@ plus ``geometry`` (WKB) for the fragment footprint."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.query.filters import BBox, Filters
-from mtquery.query.session import DatasetArg, Session, open_session
+from mtquery.query.session import DatasetArg, Session, session_of
 from mtquery.query.vector import QueryVector
 
 if TYPE_CHECKING:
@@ -25,18 +24,6 @@ if TYPE_CHECKING:
 
 BBoxArg = str | Sequence[float] | BBox | None
 TimeArg = str | dt.date | None
-
-
-@contextlib.contextmanager
-def _session(dataset: DatasetArg | Session) -> Iterator[Session]:
-    if isinstance(dataset, Session):
-        yield dataset
-        return
-    s = open_session(dataset)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 GEOMETRY_SQL = ("SELECT unique_id, ST_AsWKB(geometry) AS geometry FROM embeddings\n"
@@ -63,7 +50,7 @@ def search(dataset: DatasetArg | Session = None, bbox: BBoxArg = None, start: Ti
     from mtquery.query.search import search as run_search
 
     filters = Filters.of(bbox, start, end, cell)
-    with _session(dataset) as s:
+    with session_of(dataset) as s:
         table = run_search(s, filters, limit)
         return with_geometry(s, table) if geometry else table
 
@@ -88,7 +75,7 @@ def knn(dataset: DatasetArg | Session = None, *, lat: float | None = None,
 
     check_k(k)
     filters = Filters.of(bbox, start, end, cell)
-    with _session(dataset) as s:
+    with session_of(dataset) as s:
         query = resolve_query(s, lat=lat, lon=lon, id=id, ids=ids, vector=vector,
                               not_ids=not_ids, text=text, image=image, model=model,
                               weights=weights)
@@ -133,7 +120,7 @@ def info(dataset: DatasetArg | Session = None) -> dict:
         found = remote_info(dataset) if dataset.remote else None
         if found is not None:
             return found
-    with _session(dataset) as s:
+    with session_of(dataset) as s:
         return dataset_info(s)
 
 
@@ -152,7 +139,7 @@ def change(dataset: DatasetArg | Session = None, *, before: str, after: str,
     (periods ``START..END``, inclusive UTC dates); see ``mtquery.query.change``."""
     from mtquery.query.change import change as run_change
 
-    with _session(dataset) as s:
+    with session_of(dataset) as s:
         return run_change(s, before, after, bbox, per_fragment, limit)
 
 
@@ -163,7 +150,7 @@ def align(dataset: DatasetArg | Session = None, *, other: str | Sequence[str],
     neighbour agreement of the two models; see ``mtquery.query.align``."""
     from mtquery.query.align import align as run_align
 
-    with _session(dataset) as s:
+    with session_of(dataset) as s:
         return run_align(s, list(other) if not isinstance(other, str) else other, bbox,
                          limit, k, vectors)
 
@@ -189,5 +176,5 @@ def chip(dataset: DatasetArg | Session = None, unique_id: str = "", *,
     Core ``metadata.parquet``, path or URL; default: the released set's own)."""
     from mtquery.io.chips import fragment_chip
 
-    with _session(dataset) as s:
+    with session_of(dataset) as s:
         return fragment_chip(s, unique_id, core=core)

@@ -10,9 +10,8 @@ written only when the whole run succeeds. ``progress`` receives ``mtquery.progre
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,7 @@ import pyarrow as pa
 from mtquery.errors import UsageError
 from mtquery.progress import ProgressCallback, emit
 from mtquery.query.filters import BBox, Filters
-from mtquery.query.session import DatasetArg, Session, open_session
+from mtquery.query.session import DatasetArg, Session, session_of
 
 if TYPE_CHECKING:
     from mtquery.find.classify import ClassifyResult
@@ -33,19 +32,6 @@ TimeArg = str | dt.date | None
 #: background negatives drawn when only positives are given: this many per positive, at least
 BACKGROUND_PER_POSITIVE = 10
 BACKGROUND_MIN = 50
-
-
-@contextlib.contextmanager
-def session_of(dataset: DatasetArg | Session) -> Iterator[Session]:
-    """``dataset`` as a session: an open one is reused (not closed)."""
-    if isinstance(dataset, Session):
-        yield dataset
-        return
-    s = open_session(dataset)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _id_list(ids: str | Sequence[str] | None) -> list[str] | None:

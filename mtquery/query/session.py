@@ -9,9 +9,10 @@ dataset's file list is bound with ``SET VARIABLE mtquery_sources = ?``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -73,6 +74,10 @@ def new_connection(
     con.execute("SET TimeZone = 'UTC'")
     for name in extensions:
         load_extension(con, name)
+    if "httpfs" in extensions:  # the retries and timeouts of mtquery's own remote reads
+        from mtquery.io.http import duckdb_settings
+
+        duckdb_settings(con)
     if threads:
         con.execute("SET threads = ?", [int(threads)])
     return con
@@ -297,3 +302,17 @@ def connect(dataset: DatasetArg = None, threads: int | None = None,
     """A DuckDB connection with the views ``embeddings``, ``acquisitions`` and ``cells`` over
     ``dataset`` (a path, directory, glob, list, URL or catalog name; default ``demo``)."""
     return open_session(dataset, threads, extensions=EXTENSIONS, read_only=read_only).con
+
+
+@contextlib.contextmanager
+def session_of(dataset: DatasetArg | Session) -> Iterator[Session]:
+    """``dataset`` as a session for the length of a ``with``: an open ``Session`` is reused
+    (and left open), anything else is opened and closed after."""
+    if isinstance(dataset, Session):
+        yield dataset
+        return
+    s = open_session(dataset)
+    try:
+        yield s
+    finally:
+        s.close()
