@@ -108,6 +108,7 @@ class BuildParams:
     seed: int = 0
     threads: int | None = None
     by_residual: bool = True       # ivf-sq8: codes of residuals to the list centroid
+    chunk_rows: int = CHUNK_ROWS   # rows of a resumable chunk of the pass (row groups whole)
 
     def check(self) -> None:
         if self.kind not in KINDS:
@@ -115,7 +116,8 @@ class BuildParams:
                              f"{', '.join(KINDS)}", "kind")
         if self.sidecar not in ("float32", "float16", "auto"):
             raise UsageError("sidecar must be float32, float16 or auto", "sidecar")
-        for name in ("nlist", "pca_dim", "rerank", "nprobe", "train_rows", "threads"):
+        for name in ("nlist", "pca_dim", "rerank", "nprobe", "train_rows", "threads",
+                     "chunk_rows"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise UsageError(f"{name} must be a positive integer (got {v})", name)
@@ -132,7 +134,7 @@ class BuildParams:
         """The parameters the sample, training and pass depend on (a resume needs them
         unchanged; calibration settings may differ)."""
         keep = ("kind", "nlist", "pca_dim", "bits", "query_bits", "sidecar", "train_rows",
-                "seed", "by_residual")
+                "seed", "by_residual", "chunk_rows")
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
@@ -233,8 +235,8 @@ def _build(part: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     def say(message: str) -> None:
         emit(progress, "index", message=message)
 
-    key = hashlib.sha256(json.dumps({"fp": fp, "params": p.pass_key(), "chunk": CHUNK_ROWS,
-                                     "format": FORMAT}, sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps({"fp": fp, "params": p.pass_key(), "format": FORMAT},
+                                    sort_keys=True).encode()).hexdigest()
     resumed = _fresh_work(part, key)
     work, tmp = part / "work", part / "index"
     work.mkdir(exist_ok=True)
@@ -242,7 +244,7 @@ def _build(part: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     n = sum(int(f["rows"]) for f in fp)
     if p.kind == "ivf-sq8":
         return _build_sq8(tmp, fp, ds, p, progress, t_start)
-    units = plan_units(fp)
+    units = plan_units(fp, chunk_rows=p.chunk_rows)
     nlist = max(1, min(int(p.nlist or nlist_for(n)), n))
     n_train = int(min(n, p.train_rows or max(20_000, min(128 * nlist, 262_144))))
     t0 = time.perf_counter()

@@ -110,17 +110,26 @@ def shard_path(file: str | Path) -> Path:
     return Path(file).resolve().with_name(Path(file).name + ".mtindex")
 
 
-def build_per_file(dataset, progress=None, **params) -> list[Path]:
+def build_per_file(dataset, progress=None, engine: str = "local", address: str | None = None,
+                   **params) -> list[Path]:
     """One index per file of a local dataset, each beside its file (``<file>.mtindex``): the
     unit of work of a distributed build, resumable file by file (a finished, fresh shard is
-    kept)."""
+    kept). ``engine="ray"`` builds the shards left to do as Ray tasks (``address``: the
+    cluster, default a local Ray; the files must be at the same paths on every node)."""
     from mtquery.io.datasets import resolve
     from mtquery.progress import emit
     from mtquery.vectors.build import BuildParams, build_index
     from mtquery.vectors.index import load_index
 
+    if engine not in ("local", "ray"):
+        raise UsageError(f"unknown engine {engine!r}; choose local or ray", "engine")
+    BuildParams(**params).check()
+    if engine == "ray":  # a malformed address is refused before any work
+        from mtquery.generate.ray_cluster import RayOptions
+
+        RayOptions.checked(address, None, None, 30.0)
     ds = resolve(dataset)
-    out = []
+    out, todo = [], []
     for f in ds.local_files:
         one = resolve(str(f))
         path = shard_path(f)
@@ -128,8 +137,15 @@ def build_per_file(dataset, progress=None, **params) -> list[Path]:
             load_index(path, one)
             emit(progress, "index", message=f"{path}: fresh, kept")
         except DataError:
-            build_index(one, path, BuildParams(**params), progress=progress)
+            if engine == "ray":
+                todo.append(str(f))
+            else:
+                build_index(one, path, BuildParams(**params), progress=progress)
         out.append(path)
+    if todo:
+        from mtquery.vectors.shards_ray import build_on_ray
+
+        build_on_ray(todo, params, address, progress)
     return out
 
 
