@@ -49,7 +49,7 @@ def optimize(
     """Rewrite a dataset sorted by Hilbert curve (fragment centre) then time, with 10k-row row
     groups, a GeoParquet 1.1 bbox covering column, fixed-size float32 vectors and zstd."""
     from mtquery.cli.progress import progress_bar
-    from mtquery.io.optimize import explain as run_explain
+    from mtquery.io.explain import explain as run_explain
     from mtquery.io.optimize import optimize as run_optimize
     from mtquery.query.filters import Filters
 
