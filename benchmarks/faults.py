@@ -79,6 +79,8 @@ class Case:
     #: the command refuses to write over a complete output (optimize): when the killed run
     #: had already published, the next run's refusal (exit 2) is the right answer
     refuses_existing: bool = False
+    #: a line for the notes after the trials (e.g. how many reruns resumed)
+    extra: Callable[[], str] | None = None
 
 
 @dataclass
@@ -169,15 +171,28 @@ def optimize_case(work: Path, rows: int) -> Case:
 
 
 def index_case(work: Path, rows: int) -> Case:
+    """``index build`` in resumable chunks of 10k rows: a killed build must leave no index
+    (or the complete one), and its rerun must give an uninterrupted build's answers (the
+    first complete build is the reference); reruns that went on from a checkpoint are
+    counted (``resumed``)."""
     root = work / "index"
     data = root / "data"
     _write_synth(data / "raw.parquet", rows, 32, seed=12)
     out = data / "_mtindex"  # the default place, beside the files
+    reference: dict = {}
 
     def reset() -> None:
         shutil.rmtree(out, ignore_errors=True)
 
+    def answers(idx) -> list:
+        import numpy as np
+
+        q = np.random.default_rng(5).normal(size=(20, 32)).astype(np.float32)
+        return [idx.search(v, 10)[0].tolist() for v in q]
+
     def check(required: bool) -> str | None:
+        import json
+
         from mtquery.errors import MTQueryError
         from mtquery.io.datasets import resolve
         from mtquery.vectors.index import load_index
@@ -190,9 +205,21 @@ def index_case(work: Path, rows: int) -> Case:
             idx = load_index(out, resolve(str(data)))
         except MTQueryError as exc:
             return f"index does not load: {exc}"
-        return None if idx.rows == rows else f"index holds {idx.rows} rows, not {rows}"
+        if idx.rows != rows:
+            return f"index holds {idx.rows} rows, not {rows}"
+        got = answers(idx)
+        reference.setdefault("answers", got)
+        if required:
+            manifest = json.loads((out / "manifest.json").read_text())
+            reference["resumed"] = reference.get("resumed", 0) + bool(manifest.get("resumed"))
+        if got != reference["answers"]:
+            return "answers differ from an uninterrupted build's"
+        return None
 
-    return Case("index build", root, ["index", "build", str(data), "-q"], out, reset, check)
+    case = Case("index build", root, ["index", "build", str(data), "-q", "--chunk-rows",
+                                      "10000"], out, reset, check)
+    case.extra = lambda: f"{reference.get('resumed', 0)} rerun(s) resumed from a checkpoint"
+    return case
 
 
 def generate_case(work: Path, cells: int) -> Case:
@@ -416,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                          stats.rerun_failures,
                          f"{time.perf_counter() - t0:.0f}"))
             notes += [f"{case.name}: {n}" for n in stats.notes]
+            if case.extra is not None:
+                notes.append(f"{case.name}: {case.extra()}")
             notes.append(f"{case.name}: start-up {stats.startup_s:.2f} s, full run "
                          f"{stats.full_s:.2f} s (kills drawn between them)")
             failed |= bool(stats.partial or stats.leftover or stats.rerun_failures)

@@ -170,9 +170,14 @@ def run_pass(units: Sequence[Unit], work: Path, vector_file: Path, dtype: np.dty
         if truth is not None and (work / "truth.npz").is_file():
             with np.load(work / "truth.npz") as z:
                 truth.ids, truth.scores = z["ids"], z["scores"]
-    done = int(state["units"])
     itemsize = np.dtype(dtype).itemsize
     dim = coarse.fine.shape[1]
+    have = vector_file.stat().st_size if vector_file.is_file() else 0
+    if have < int(state["rows"]) * dim * itemsize:  # the rows recorded are not there: redo
+        state = {"units": 0, "rows": 0}
+        if truth is not None:
+            truth.ids = truth.scores = None
+    done = int(state["units"])
     with open(vector_file, "ab") as fh:
         fh.truncate(int(state["rows"]) * dim * itemsize)  # drop a killed unit's rows
     todo = list(units[done:])
