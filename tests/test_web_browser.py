@@ -32,6 +32,8 @@ QUERY = {"lat": 37.6803, "lon": -75.548, "k": 5}
 VIRGINIA = "-75.75,37.55,-75.45,37.8"
 #: virtual milliseconds the classic headless run may take (the notice comes after 8 s)
 BUDGET_MS = 30_000
+HEAT_DRAWN = ("(() => { const s = mtq.map.getSource('heat'); "
+              "return !!(s.image && s.image.width === mtq.state.heat.width); })()")
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +138,15 @@ def test_link_click_example_and_error(server, tmp_path):
         assert b.evaluate(IDS_JS) == api_ids(server, lat=query["lat"], lon=query["lon"], k=5)
         assert "lat=" in b.evaluate("location.search")
 
+        # the similarity heat map of the query over the view, toggled in the panel
+        b.evaluate("document.getElementById('heat-toggle').click()")
+        b.wait_for(f"mtq.heats === 1 && {HEAT_DRAWN}", timeout=60)
+        assert b.evaluate("mtq.map.getLayoutProperty('heat', 'visibility')") == "visible"
+        assert b.evaluate("document.getElementById('heat-what').textContent") == "similarity"
+        shot(b, tmp_path, "web_similarity_heat")
+        b.evaluate("document.getElementById('heat-toggle').click()")
+        b.wait_for("mtq.map.getLayoutProperty('heat', 'visibility') === 'none'", timeout=10)
+
         other = rows[0]
         count = b.evaluate("mtq.queries")
         b.click(*pixel(b, other["centre_lon"], other["centre_lat"]), modifiers=8)
@@ -187,6 +198,7 @@ def test_label_loop(server, tmp_path):
         b.wait_for(f"mtq.finds === 1 && {DONE}", timeout=180)
         assert b.evaluate("mtq.map.getLayoutProperty('heat', 'visibility')") == "visible"
         assert b.evaluate("mtq.state.heat.image").startswith("data:image/png;base64,")
+        b.wait_for(HEAT_DRAWN, timeout=30)  # the map has the raster, not just the layer
         assert not b.evaluate("document.getElementById('heat-legend').hidden")
         det = b.evaluate(IDS_JS)
         assert det and b.evaluate("mtq.state.kind") == "detections"
@@ -230,8 +242,8 @@ def test_label_loop(server, tmp_path):
     # the exported file is what classify reads
     from mtquery.find.api import classify
 
-    res = classify(server.session, labels=str(exported), bbox=VIRGINIA)
-    assert res.table.num_rows == 25
+    res = classify("demo", labels=str(exported), bbox=VIRGINIA)  # (the server's session
+    assert res.table.num_rows == 25  # reads nothing but the dataset)
 
 
 def _wait_file(path: Path, timeout: float = 20) -> Path:

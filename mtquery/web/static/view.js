@@ -45,7 +45,7 @@ export async function startMap(info, hooks) {
     view.map = map;
     map.addControl(new view.lib.NavigationControl({ showCompass: false }));
     map.addControl(new view.lib.ScaleControl({ unit: 'metric' }), 'bottom-left');
-    map.on('error', (e) => { if (!view.loaded) console.warn('map:', e.error?.message || e); });
+    map.on('error', (e) => console.error('map:', e.error?.message || String(e)));
     map.on('load', () => {
       clearTimeout(timer);
       view.loaded = true;
@@ -143,16 +143,16 @@ export function colourRamp(prop, lo, hi) {
 export function draw(scene) {
   if (!view.loaded) return;
   const map = view.map;
+  const heat = scene.heat;
   map.getSource('results').setData(scene.results || EMPTY);
   map.getSource('results-points').setData(centres(scene.results || EMPTY));
   map.getSource('query').setData({ type: 'FeatureCollection', features: scene.query || [] });
   map.getSource('labels').setData({ type: 'FeatureCollection', features: scene.labels || [] });
   map.setPaintProperty('results-fill', 'fill-color', scene.fill || '#3b6fd0');
-  map.setPaintProperty('results-fill', 'fill-opacity', scene.detections ? 0 : 0.85);
+  map.setPaintProperty('results-fill', 'fill-opacity', scene.detections ? 0 : (heat && scene.showHeat ? 0.3 : 0.85));
   map.setPaintProperty('results-line', 'line-color', scene.detections ? '#00e5ff' : '#222');
   map.setPaintProperty('results-line', 'line-width', scene.detections ? 1.5 : 0.6);
   map.setFilter('highlight', ['==', ['get', 'unique_id'], scene.highlight || '']);
-  const heat = scene.heat;
   if (heat && scene.showHeat) {
     const [w, s, e, n] = heat.bounds;
     map.getSource('heat').updateImage({ url: heat.image, coordinates: [[w, n], [e, n], [e, s], [w, s]] });
