@@ -208,12 +208,19 @@ def row_hashes(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Sums:
-    """A file's checksums: its size, block boundaries (bytes) and block hashes."""
+    """A file's checksums: its size, block boundaries (bytes) and block hashes; ``checked``
+    marks the blocks this process has already checked in this version of the file (its
+    inode, mtime and size: a rewritten file starts unchecked)."""
 
     path: Path
     size: int
     offsets: np.ndarray  # (blocks + 1,) uint64
     hashes: np.ndarray  # (blocks,) uint64
+    checked: np.ndarray  # (blocks,) bool, shared by every reader in the process
+
+    @property
+    def all_checked(self) -> bool:
+        return bool(self.checked.all())
 
     @property
     def blocks(self) -> int:
@@ -238,11 +245,23 @@ def read_sums(path: str | Path) -> Sums:
         missing = Path(exc.filename or side)
         raise Damaged(missing, "missing") from None
     return _read_sums(str(path), str(side), st.st_size, st.st_mtime_ns, st.st_ino,
-                      fst.st_size)
+                      fst.st_size, fst.st_mtime_ns, fst.st_ino)
+
+
+#: caches of checked contents to drop with ``forget`` (rows.arrow readers, invalid masks)
+FORGET: list = []
+
+
+def forget() -> None:
+    """Forget which blocks this process has checked (benchmarks: a first read each time)."""
+    _read_sums.cache_clear()
+    for clear in FORGET:
+        clear()
 
 
 @lru_cache(maxsize=64)
-def _read_sums(path: str, side: str, _size: int, _mtime: int, _ino: int, fsize: int) -> Sums:
+def _read_sums(path: str, side: str, _size: int, _mtime: int, _ino: int, fsize: int,
+               _fmtime: int, _fino: int) -> Sums:
     raw = Path(side).read_bytes()
     if len(raw) < 32 or raw[:8] != MAGIC or _h64(raw[:-8]) != int(
             np.frombuffer(raw[-8:], "<u8")[0]):
@@ -254,7 +273,7 @@ def _read_sums(path: str, side: str, _size: int, _mtime: int, _ino: int, fsize: 
     hashes = np.frombuffer(raw[24 + 8 * (n + 1):-8], "<u8")
     if fsize != size:
         raise Damaged(path, f"{fsize} bytes, written with {size}: truncated or extended")
-    return Sums(Path(path), size, offsets, hashes)
+    return Sums(Path(path), size, offsets, hashes, np.zeros(n, dtype=bool))
 
 
 @contextlib.contextmanager
@@ -277,23 +296,31 @@ def _mismatch(sums: Sums, b: int) -> Damaged:
 
 
 def verify_blocks(sums: Sums, buf: memoryview, blocks: np.ndarray | range) -> None:
-    """Check the given blocks of ``buf`` (the file's bytes, e.g. a memory map)."""
+    """Check the given blocks of ``buf`` (the file's bytes, e.g. a memory map) that this
+    process has not checked yet."""
     if not _ENABLED[0]:
         return
-    off, hashes = sums.offsets, sums.hashes
+    off, hashes, checked = sums.offsets, sums.hashes, sums.checked
     for b in blocks:
+        if checked[b]:
+            continue
         if _h64(buf[off[b]:off[b + 1]]) != hashes[b]:
             raise _mismatch(sums, int(b))
+        checked[b] = True
 
 
 def verify_file(path: str | Path, force: bool = False) -> Sums:
-    """Check a whole file against its checksums (always when ``force``)."""
+    """Check a whole file against its checksums: the blocks this process has not checked
+    yet (every block, and always, when ``force``)."""
     sums = read_sums(path)
-    if _ENABLED[0] or force:
+    if force or (_ENABLED[0] and not sums.all_checked):
         with _mapped(Path(path)) as buf:
             for b in range(sums.blocks):
+                if not force and sums.checked[b]:
+                    continue
                 if _h64(buf[sums.offsets[b]:sums.offsets[b + 1]]) != sums.hashes[b]:
                     raise _mismatch(sums, b)
+                sums.checked[b] = True
     return sums
 
 
@@ -312,12 +339,14 @@ def scan_blocks(sums: Sums, buf: memoryview, lo: int, hi: int
     """Byte ranges [a, b) covering [lo, hi), block by block, each checked just before it is
     yielded (the caller reads it while it is still in the CPU cache)."""
     first, last = sums.blocks_of(lo, hi)
-    off, hashes = sums.offsets, sums.hashes
+    off, hashes, checked = sums.offsets, sums.hashes, sums.checked
     check = _ENABLED[0]
     for b in range(first, last):
         a, z = int(off[b]), int(off[b + 1])
-        if check and _h64(buf[a:z]) != hashes[b]:
-            raise _mismatch(sums, b)
+        if check and not checked[b]:
+            if _h64(buf[a:z]) != hashes[b]:
+                raise _mismatch(sums, b)
+            checked[b] = True
         yield max(a, lo), min(z, hi)
 
 
@@ -336,7 +365,10 @@ def check_rows(sums: Sums, buf: memoryview, ids: np.ndarray, row_bytes: int) -> 
     if not _ENABLED[0]:
         return True
     blocks = row_blocks(sums, ids, row_bytes)
-    block_bytes = int(sums.offsets[1]) if sums.blocks else 0
+    blocks = blocks[~sums.checked[blocks]]
+    if not blocks.size:
+        return True
+    block_bytes = int(sums.offsets[1])
     if blocks.size * block_bytes / HASH_BYTES_PER_US > len(ids) * ROW_CHECK_US:
         return False
     verify_blocks(sums, buf, blocks)
@@ -348,12 +380,19 @@ def verify_rows(path: str | Path, rows: np.ndarray, ids: np.ndarray) -> None:
     written with it; on a mismatch, find which file is damaged."""
     if not _ENABLED[0] or not len(ids):
         return
+    ids = np.asarray(ids, dtype=np.int64)
+    rows = np.ascontiguousarray(rows)
+    sums = read_sums(path)
+    if sums.checked.any():  # rows of blocks checked whole need no row hash
+        rest = ~sums.checked[ids // max(1, int(sums.offsets[1]) // max(1, rows[0].nbytes))]
+        if not rest.any():
+            return
+        ids, rows = ids[rest], rows[rest]
     hpath = Path(path).with_name(ROW_HASHES)
     stored = _row_hash_map(hpath)
-    ids = np.asarray(ids, dtype=np.int64)
     if ids.min() < 0 or ids.max() >= len(stored):
         raise Damaged(hpath, "fewer row hashes than rows")
-    got = row_hashes(np.ascontiguousarray(rows))
+    got = row_hashes(rows)
     bad = np.flatnonzero(got != stored[ids])
     if bad.size:
         verify_file(hpath, force=True)  # a damaged hash file names itself

@@ -5,6 +5,7 @@ of a few rows is read by checking and decoding only the batches that hold them."
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -44,24 +45,42 @@ def write_batches(tables: Iterable[pa.Table], target: Path, schema: pa.Schema,
 
 def read_batches(path: Path, wanted: np.ndarray, schema: pa.Schema) -> list[pa.RecordBatch]:
     """Record batches ``wanted`` (sorted batch numbers), each checked against its checksum
-    before it is decoded with the known ``schema`` (the file's own is not trusted)."""
-    sums = integrity.read_sums(path)
-    if wanted.size and int(wanted[-1]) >= sums.blocks - 1:
-        raise integrity.Damaged(path, "fewer record batches than rows")
-    out = []
+    before it is decoded; the footer (the schema and the batches' offsets Arrow reads) is
+    checked when the file is opened (once per process and version of the file)."""
     try:
-        with pa.memory_map(str(path)) as src:
-            buf = src.read_buffer()
-            integrity.verify_blocks(sums, memoryview(buf), wanted)
-            for b in wanted:
-                lo, hi = int(sums.offsets[b]), int(sums.offsets[b + 1])
-                skip = 8 if lo == 0 else 0  # the first block starts with the file magic
-                reader = pa.ipc.MessageReader.open_stream(buf.slice(lo + skip, hi - lo - skip))
-                msg = reader.read_next_message()
-                while msg.type != "record batch":
-                    msg = reader.read_next_message()
-                out.append(pa.ipc.read_record_batch(msg, schema))
-    except (pa.ArrowException, OSError, StopIteration) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise integrity.Damaged(path, f"unreadable: {detail}") from exc
+        st = path.stat()
+    except OSError as exc:
+        raise integrity.Damaged(path, exc.strerror or "missing") from exc
+    try:
+        reader, buf, sums = _open(str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+        if wanted.size and int(wanted[-1]) >= reader.num_record_batches:
+            raise integrity.Damaged(path, "fewer record batches than rows")
+        integrity.verify_blocks(sums, memoryview(buf), wanted)
+        out = [reader.get_batch(int(b)) for b in wanted]
+    except (pa.ArrowException, OSError) as exc:
+        raise integrity.Damaged(path, f"unreadable: {_line(exc)}") from exc
+    if out and not out[0].schema.equals(schema):
+        raise integrity.Damaged(path, "record batches of another schema")
     return out
+
+
+@lru_cache(maxsize=16)
+def _open(path: str, _ino: int, _mtime_ns: int, _size: int
+          ) -> tuple[pa.ipc.RecordBatchFileReader, pa.Buffer, integrity.Sums]:
+    sums = integrity.read_sums(path)
+    with pa.memory_map(path) as src:
+        buf = src.read_buffer()  # keeps the mapping alive after the file object closes
+    integrity.verify_blocks(sums, memoryview(buf), [sums.blocks - 1])  # the footer
+    reader = pa.ipc.open_file(buf)
+    if reader.num_record_batches != sums.blocks - 1:
+        raise integrity.Damaged(path, f"{reader.num_record_batches} record batches, "
+                                f"{sums.blocks - 1} written")
+    return reader, buf, sums
+
+
+integrity.FORGET.append(_open.cache_clear)
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
