@@ -23,7 +23,7 @@ import contextlib
 import mmap
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -217,6 +217,8 @@ class Sums:
     offsets: np.ndarray  # (blocks + 1,) uint64
     hashes: np.ndarray  # (blocks,) uint64
     checked: np.ndarray  # (blocks,) bool, shared by every reader in the process
+    rows_checked: dict = field(default_factory=dict)  # vector files: "mask" -> bool a row
+    ident: tuple = ()  # (size, mtime, inode) of the file: the version these sums are of
 
     @property
     def all_checked(self) -> bool:
@@ -236,15 +238,14 @@ class Sums:
 def read_sums(path: str | Path) -> Sums:
     """The checksums of ``path``; Damaged when the sidecar is missing or damaged, or the
     file's size is not the size it was written with."""
-    path = Path(path)
-    side = sidecar(path)
+    path = os.fspath(path)  # plain strings: this runs for every query
+    side = path + SUFFIX
     try:
-        st = side.stat()
-        fst = path.stat()
+        st = os.stat(side)
+        fst = os.stat(path)
     except FileNotFoundError as exc:
-        missing = Path(exc.filename or side)
-        raise Damaged(missing, "missing") from None
-    return _read_sums(str(path), str(side), st.st_size, st.st_mtime_ns, st.st_ino,
+        raise Damaged(exc.filename or side, "missing") from None
+    return _read_sums(path, side, st.st_size, st.st_mtime_ns, st.st_ino,
                       fst.st_size, fst.st_mtime_ns, fst.st_ino)
 
 
@@ -273,7 +274,8 @@ def _read_sums(path: str, side: str, _size: int, _mtime: int, _ino: int, fsize: 
     hashes = np.frombuffer(raw[24 + 8 * (n + 1):-8], "<u8")
     if fsize != size:
         raise Damaged(path, f"{fsize} bytes, written with {size}: truncated or extended")
-    return Sums(Path(path), size, offsets, hashes, np.zeros(n, dtype=bool))
+    return Sums(Path(path), size, offsets, hashes, np.zeros(n, dtype=bool),
+                ident=(fsize, _fmtime, _fino))
 
 
 @contextlib.contextmanager
@@ -383,33 +385,39 @@ def verify_rows(path: str | Path, rows: np.ndarray, ids: np.ndarray) -> None:
     ids = np.asarray(ids, dtype=np.int64)
     rows = np.ascontiguousarray(rows)
     sums = read_sums(path)
-    if sums.checked.any():  # rows of blocks checked whole need no row hash
-        rest = ~sums.checked[ids // max(1, int(sums.offsets[1]) // max(1, rows[0].nbytes))]
+    rb = max(1, rows[0].nbytes)
+    done = sums.rows_checked.get("mask")
+    if done is None:
+        done = sums.rows_checked["mask"] = np.zeros(sums.size // rb, dtype=bool)
+    if ids.min() < 0 or ids.max() >= len(done):
+        raise Damaged(path, "fewer rows than the store holds")
+    # rows checked before, alone or in a block checked whole, need no row hash
+    rest = ~(done[ids] | sums.checked[ids // max(1, int(sums.offsets[1]) // rb)])
+    if not rest.all():
         if not rest.any():
             return
         ids, rows = ids[rest], rows[rest]
-    hpath = Path(path).with_name(ROW_HASHES)
+    hpath = os.path.join(os.path.dirname(os.fspath(path)), ROW_HASHES)
     stored = _row_hash_map(hpath)
-    if ids.min() < 0 or ids.max() >= len(stored):
+    if ids.max() >= len(stored):
         raise Damaged(hpath, "fewer row hashes than rows")
-    got = row_hashes(rows)
-    bad = np.flatnonzero(got != stored[ids])
+    bad = np.flatnonzero(row_hashes(rows) != stored[ids])
     if bad.size:
         verify_file(hpath, force=True)  # a damaged hash file names itself
-        r = int(ids[bad[0]])
-        raise Damaged(path, f"row {r} does not match its checksum")
+        raise Damaged(path, f"row {int(ids[bad[0]])} does not match its checksum")
+    done[ids] = True
 
 
-def _row_hash_map(path: Path) -> np.ndarray:
+def _row_hash_map(path: str) -> np.ndarray:
     sums = read_sums(path)
     try:
-        return _row_hash_memmap(str(path), sums.size)
+        return _row_hash_memmap(str(path), *sums.ident)
     except (OSError, ValueError) as exc:
         raise Damaged(path, f"unreadable: {exc}") from exc
 
 
 @lru_cache(maxsize=16)
-def _row_hash_memmap(path: str, size: int) -> np.ndarray:
+def _row_hash_memmap(path: str, size: int, _mtime: int, _ino: int) -> np.ndarray:
     if size == 0:
         return np.empty(0, "<u8")
     return np.memmap(path, dtype="<u8", mode="r", shape=(size // 8,))
