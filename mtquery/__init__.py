@@ -28,7 +28,8 @@ __version__ = "0.1.0"
 
 #: names imported on first use (their modules are not needed to start a command)
 _LAZY = {"ClassifyResult": "mtquery.find.classify", "HeatMap": "mtquery.find.heatmap",
-         "heatmap_raster": "mtquery.find.heatmap"}
+         "heatmap_raster": "mtquery.find.heatmap",
+         "verify_index": "mtquery.vectors.integrity"}
 
 
 def __getattr__(name: str) -> object:
@@ -64,4 +65,5 @@ __all__ = [
     "score",
     "search",
     "utm_epsg",
+    "verify_index",
 ]
