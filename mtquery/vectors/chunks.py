@@ -151,6 +151,18 @@ class Truth:
         self.ids = np.take_along_axis(idx, cols, 1)
 
 
+def normalise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``store.unit_rows`` from the squared norms (one product, no per-row checks of the
+    whole matrix): (unit rows, valid mask); zero or non-finite rows become NaN rows."""
+    x = np.ascontiguousarray(x, dtype=np.float32)  # may be Arrow's read-only buffer
+    sq = np.einsum("ij,ij->i", x, x)
+    valid = np.isfinite(sq) & (sq > 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        x = x * (1.0 / np.sqrt(sq))[:, None]
+    x[~valid] = np.nan
+    return x, valid
+
+
 def _atomic_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
@@ -190,10 +202,10 @@ def run_pass(units: Sequence[Unit], work: Path, vector_file: Path, dtype: np.dty
             if x.shape[1] != dim:
                 raise DataError(f"mixed embedding dimensions: {x.shape[1]} in {u.path}, "
                                 f"{dim} elsewhere")
-            x = unit_rows(x)
-            fh.write(x.astype(dtype, copy=False).tobytes())
-            bad = np.flatnonzero(np.isnan(x[:, 0]))
-            ok = np.flatnonzero(~np.isnan(x[:, 0]))
+            x, valid = normalise(x)
+            fh.write(memoryview(np.ascontiguousarray(x.astype(dtype, copy=False))))
+            bad = np.flatnonzero(~valid)
+            ok = np.flatnonzero(valid)
             lists = assign(coarse, x[ok])
             codes = encode(ivf, x[ok], lists)
             with pa.OSFile(str(work / "rows" / f"{i:05d}.arrow"), "wb") as sink, \
