@@ -161,3 +161,27 @@ def test_classify_cli(world, tmp_path, capsys):
     doc = json.loads(out)
     assert code == 0 and doc["scored"] == ROWS and len(doc["top"]) == 3
     assert len(doc["suggestions"]) == 2 and 0 < doc["threshold"] < 1
+
+
+def test_labels_from_a_geoparquet_of_polygons(world, tmp_path):
+    import geopandas
+    import shapely
+
+    plain, _, table, cells = world
+    pos, neg, shown = examples(table, cells, seed=3)
+    where = {u: i for i, u in enumerate(table.column("unique_id").to_pylist())}
+    rows = []
+    for ids, kind in ((pos, "greenhouses"), (neg, "other")):
+        for u in ids:
+            i = where[u]
+            lon, lat = (float(table.column(c)[i].as_py()) for c in ("centre_lon",
+                                                                     "centre_lat"))
+            rows.append({"kind": kind, "geometry": shapely.box(lon - 0.001, lat - 0.001,
+                                                               lon + 0.001, lat + 0.001)})
+    labels = tmp_path / "labels.parquet"
+    geopandas.GeoDataFrame(rows, crs="EPSG:4326").to_parquet(labels)
+    r = mtquery.classify(str(plain), labels=labels, label_column="kind",
+                         positive_label="greenhouses")
+    recall, precision = quality(table, cells, shown, r.detections)
+    assert recall >= 0.9 and precision >= 0.9, (recall, precision, r.cv)
+    assert r.labels["label_col"] == "kind" and r.labels["positive_label"] == "greenhouses"
