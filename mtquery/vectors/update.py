@@ -147,7 +147,11 @@ def _update(part: Path, path: Path, old: AnnIndex, ds: Dataset, old_fp: list[dic
         mapping[lo:hi] = np.arange(lo, hi) - lo + new_map.offsets[j]
     remap_ids(ivf, mapping)
     # 2. the new files through the build's pass (codes in the existing lists)
-    coarse = Coarse.load(path / "coarse.npz")
+    if (path / "coarse.npz").is_file():
+        coarse = Coarse.load(path / "coarse.npz")
+    else:  # built before two-level lists: assign to the nearest of all lists
+        cent = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+        coarse = Coarse(cent, cent)
     units = plan_units([new_fp[j] for j in added])
     starts = {new_fp[j]["path"]: int(new_map.offsets[j]) for j in added}
     units = [type(u)(u.path, u.groups, starts[u.path] + u.first - _file_first(units, u.path),
@@ -194,7 +198,7 @@ def _update(part: Path, path: Path, old: AnnIndex, ds: Dataset, old_fp: list[dic
 
     rowsfile.write_batches(tables(), tmp / STORE / "rows.arrow", RESULT_SCHEMA, ROWS_BATCH)
     store = write_store_meta(tmp / STORE, new_fp, dim, dtype, bad)
-    shutil.copy2(path / "coarse.npz", tmp / "coarse.npz")
+    coarse.save(tmp / "coarse.npz")
     faiss.write_index(ivf, str(tmp / "ivf.faiss"))
     n = store.n
     m.update(rows=n, coded_rows=int(ivf.ntotal), zero_or_invalid_vectors=int(len(bad)),
