@@ -104,10 +104,10 @@ def dataset_map(dataset: DatasetArg | Session = None, *, bbox: str | Sequence[fl
     """The fragments passing ``bbox`` / ``start`` / ``end`` / ``cell`` as filled footprints,
     coloured by the first three PCA components of their vectors (``color="pca"``, paper
     fig. 4-5) or by a column (numbers: viridis with a colour bar; labels: a legend)."""
-    from mtquery.api import _session
+    from mtquery.query.session import session_of
 
     filters = Filters.of(bbox, start, end, cell)
-    with _session(dataset) as s:
+    with session_of(dataset) as s:
         table = map_table(s, filters, color, limit)
         name = s.dataset.name
     if color == "pca":
