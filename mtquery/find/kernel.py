@@ -27,8 +27,10 @@ import pyarrow as pa
 from mtquery.vectors import integrity
 from mtquery.vectors.store import VectorStore
 
-#: rows widened at a time (float16): cache-sized work
-BLOCK_ROWS = 1024
+#: bytes of float32 one BLAS call gets: small enough for the CPU cache, and for OpenBLAS to
+#: stay on one thread (a 3 MB matrix-vector product went multi-threaded and ran 10x slower
+#: on a busy 2-core machine: benchmarks/find_bench.py)
+DOT_BYTES = 1 << 20
 #: bytes scored between two releases of scored pages
 RELEASE_BYTES = 64 << 20
 #: ids further apart than this many rows start a new run (gathered separately)
@@ -44,6 +46,7 @@ class StoreScanner:
 
     def __init__(self, store: VectorStore, v: np.ndarray) -> None:
         self.store = store
+        self.rowmap = store.rowmap
         self.n, self.dim = store.n, store.dim
         v = np.asarray(v, dtype=np.float64).reshape(-1)
         norm = float(np.linalg.norm(v))
@@ -53,7 +56,8 @@ class StoreScanner:
         # unit vector, so the products stay finite; the norm multiplies the result)
         self.v = (v / self.norm * (_HALF_SCALE if self.half else 1.0)).astype(np.float32)
         self.row_bytes = self.dim * (2 if self.half else 4)
-        self._wide = np.empty((BLOCK_ROWS, self.dim), dtype=np.int32) if self.half else None
+        self.step = max(1, DOT_BYTES // (4 * self.dim))  # rows a BLAS call gets
+        self._wide = np.empty((self.step, self.dim), dtype=np.int32) if self.half else None
         self._invalid = store.invalid_ids()
         self._fh = self._mm = self._buf = None
         self.x = np.zeros((0, self.dim), np.int16 if self.half else np.float32)
@@ -89,15 +93,17 @@ class StoreScanner:
 
     def _dot(self, block: np.ndarray, out: np.ndarray) -> None:
         """``out[i] = block[i] . v`` (block raw: int16 bits of halves, or float32)."""
-        if not self.half:
-            np.dot(block, self.v, out=out)
-        else:
-            for lo in range(0, len(block), BLOCK_ROWS):
-                part = block[lo:lo + BLOCK_ROWS]
-                wide = self._wide[: len(part)]
-                np.left_shift(part, 13, out=wide, dtype=np.int32)
-                np.bitwise_and(wide, _HALF_MASK, out=wide)
-                np.dot(wide.view(np.float32), self.v, out=out[lo:lo + len(part)])
+        step = self.step
+        for lo in range(0, len(block), step):
+            part = block[lo:lo + step]
+            if not self.half:
+                np.dot(part, self.v, out=out[lo:lo + len(part)])
+                continue
+            wide = self._wide[: len(part)]
+            np.copyto(wide, part)  # sign-extending widening: int32(h)
+            np.left_shift(wide, 13, out=wide)
+            np.bitwise_and(wide, _HALF_MASK, out=wide)
+            np.dot(wide.view(np.float32), self.v, out=out[lo:lo + len(part)])
         if self.norm != 1.0:
             out *= np.float32(self.norm)
 
@@ -207,8 +213,12 @@ def batch_dot(column: pa.Array | pa.ChunkedArray, v: np.ndarray, dim: int) -> np
     x = np.asarray(filled.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
     x = x.reshape(-1, dim)
     v32 = np.asarray(v, dtype=np.float32)
+    dots = np.empty(len(x), np.float32)
+    step = max(1, DOT_BYTES // (4 * dim))
+    for lo in range(0, len(x), step):  # cache-sized, single-threaded BLAS calls
+        np.dot(x[lo:lo + step], v32, out=dots[lo:lo + step])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        s = (x @ v32) / np.sqrt(np.einsum("ij,ij->i", x, x))
+        s = dots / np.sqrt(np.einsum("ij,ij->i", x, x))
     s[~np.isfinite(s)] = np.nan
     out[valid] = s
     return out
