@@ -25,7 +25,7 @@ import numpy as np
 from mtquery.vectors.store import top_k_rows
 
 K = 10
-DEPTHS = (20, 30, 50, 100, 150, 200, 300, 400, 600, 800)
+DEPTHS = (20, 30, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600)
 QUERIES = 128
 TIMED = 32
 EXACT_TIMED = 3
