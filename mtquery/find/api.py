@@ -92,8 +92,9 @@ def classify(dataset: DatasetArg | Session = None, *, labels: str | Path | None 
     its probability. Examples: ``labels`` (a GeoJSON / GeoParquet / CSV of points or polygons,
     or a table with unique_id; ``label_column`` holds 1/0, true/false, positive/negative, or
     any values with ``positive_label`` naming the positive one) or ``positives`` /
-    ``negatives`` (unique_ids). With positives only, ``background`` random fragments of the
-    region are the negatives (default 10 per positive, at least 50). ``model``: apply a
+    ``negatives`` (unique_ids). ``background`` random fragments of the region are added as
+    negatives (default 10 per positive, at least 50; 0: none): five negatives cannot stand
+    for everything else, and those that score as positives are left out. ``model``: apply a
     classifier saved with ``save_model`` instead of fitting. ``threshold`` (0-1) overrides the
     cross-validated F1-optimal one; ``suggest`` N: the unlabelled fragments nearest it."""
     from mtquery.find.classify import ClassifyResult, fit
@@ -146,7 +147,8 @@ def classify(dataset: DatasetArg | Session = None, *, labels: str | Path | None 
                       detections=det, suggest=suggest, exclude=exclude, title=title,
                       resolution=resolution) as sink:
                 for part in region_dots(s, clf.coef, filters, progress,
-                                        "classifying fragments"):
+                                        "classifying fragments",
+                                        extent=out is not None or heat is not None):
                     sink.add(part, clf.probability(part.dots))
                 if sink.rows == 0:
                     raise empty_region(s, filters)
@@ -168,8 +170,8 @@ def gather_labels(session: Session, filters: Filters, labels: str | Path | None,
                   positives: Sequence[str] | None, negatives: Sequence[str] | None,
                   background: int | None, seed: int, progress: ProgressCallback | None
                   ) -> Labels:
-    """The examples with their unit vectors, background negatives added when asked for or
-    when there are only positives."""
+    """The examples with their unit vectors and the background negatives (``background``,
+    default 10 per positive, at least 50)."""
     from mtquery.find.labels import (
         as_labels,
         attach_vectors,

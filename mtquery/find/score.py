@@ -92,7 +92,8 @@ def score_region(session: Session, query: QueryVector, filters: Filters, *,
     def run() -> Sink:
         with Sink("score", limit=limit, output=out, heatmap=heat, title=title,
                   resolution=resolution) as sink:
-            for part in region_dots(session, q, filters, progress, "scoring fragments"):
+            for part in region_dots(session, q, filters, progress, "scoring fragments",
+                                    extent=out is not None or heat is not None):
                 sink.add(part, part.dots)
             if sink.rows == 0:
                 raise empty_region(session, filters)

@@ -60,12 +60,16 @@ def find_store(session: Session, build: bool = True,
     return cached_store(ds, session.dim, build=build, progress=progress)
 
 
-def region_sql(filters: Filters, has_bbox_column: bool, embedding: bool) -> tuple[str, list]:
-    """The streamed scan: row columns, footprint extent, location (and the vector)."""
+def region_sql(filters: Filters, has_bbox_column: bool, embedding: bool,
+               extent: bool = True) -> tuple[str, list]:
+    """The streamed scan: row columns, location, footprint extent (when ``extent``: the
+    bounds of heat maps and GeoParquet) and the vector (when ``embedding``)."""
     where, params = where_sql(filters, has_bbox_column)
     cols = ("unique_id, ST_AsWKB(geometry) AS geometry, grid_cell, timestamp, product_id, "
-            "centre_lat, centre_lon, ST_XMin(geometry) AS _xmin, ST_YMin(geometry) AS _ymin, "
-            "ST_XMax(geometry) AS _xmax, ST_YMax(geometry) AS _ymax, source_file, source_row")
+            "centre_lat, centre_lon, source_file, source_row")
+    if extent:
+        cols += (", ST_XMin(geometry) AS _xmin, ST_YMin(geometry) AS _ymin, "
+                 "ST_XMax(geometry) AS _xmax, ST_YMax(geometry) AS _ymax")
     if embedding:
         cols += ", embedding"
     return f"SELECT {cols}\nFROM embeddings\n{where}".rstrip(), params
@@ -98,6 +102,8 @@ class Scored:
 def _box(t: pa.Table) -> tuple[float, float, float, float] | None:
     import pyarrow.compute as pc
 
+    if EXTENT[0] not in t.column_names:
+        return None
     vals = [pc.min(t.column(EXTENT[0])).as_py(), pc.min(t.column(EXTENT[1])).as_py(),
             pc.max(t.column(EXTENT[2])).as_py(), pc.max(t.column(EXTENT[3])).as_py()]
     return None if any(v is None for v in vals) else tuple(float(v) for v in vals)
@@ -126,7 +132,7 @@ def _store_dots(scanner: StoreScanner, store: VectorStore, t: pa.Table) -> np.nd
 
 def region_dots(session: Session, v: np.ndarray, filters: Filters,
                 progress: ProgressCallback | None = None, task: str = "scoring fragments",
-                use_store: bool = True) -> Iterator[Scored]:
+                use_store: bool = True, extent: bool = True) -> Iterator[Scored]:
     """Batches of the fragments passing ``filters`` with ``unit(x) . v``, in dataset order.
     Remote data: refused (``ReadRefused``) above the read budget before any vector is read."""
     ds = session.dataset
@@ -139,7 +145,8 @@ def region_dots(session: Session, v: np.ndarray, filters: Filters,
     scanner = StoreScanner(store, v) if store is not None else None
     total = planned_rows(session, filters)
     emit(progress, task, 0, total=total, unit="fragments")
-    sql, params = region_sql(filters, session.shape.has_bbox, embedding=store is None)
+    sql, params = region_sql(filters, session.shape.has_bbox, embedding=store is None,
+                             extent=extent)
     done = 0
     try:
         reader = session.con.execute(sql, params).to_arrow_reader(BATCH_ROWS)
