@@ -104,7 +104,7 @@ def best_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     of Silverman's width per class). With a handful of positives the plain F1 curve is a
     step function set by the single lowest positive and highest negative; the smoothed one
     weighs how the classes spread."""
-    from math import erf, sqrt
+    from scipy.special import ndtr  # the normal CDF (scipy comes with scikit-learn)
 
     q = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
     z = np.log(q / (1 - q))
@@ -117,9 +117,8 @@ def best_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
         return max(1.06 * sd * len(v) ** -0.2, 0.05)
 
     grid = np.linspace(z.min() - 1.0, z.max() + 1.0, 801)
-    cdf = np.vectorize(lambda u: 0.5 * (1 + erf(u / sqrt(2))))
-    tp = cdf((pos[:, None] - grid) / width(pos)).sum(axis=0)
-    fp = cdf((neg[:, None] - grid) / width(neg)).sum(axis=0)
+    tp = ndtr((pos[:, None] - grid) / width(pos)).sum(axis=0)
+    fp = ndtr((neg[:, None] - grid) / width(neg)).sum(axis=0)
     f1 = 2 * tp / (tp + fp + len(pos))
     best = np.flatnonzero(f1 >= f1.max() - 1e-12)
     t = float(grid[best].mean())
