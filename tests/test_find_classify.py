@@ -185,3 +185,17 @@ def test_labels_from_a_geoparquet_of_polygons(world, tmp_path):
     recall, precision = quality(table, cells, shown, r.detections)
     assert recall >= 0.9 and precision >= 0.9, (recall, precision, r.cv)
     assert r.labels["label_col"] == "kind" and r.labels["positive_label"] == "greenhouses"
+
+
+def test_threshold_is_f1_optimal_between_the_classes():
+    from mtquery.find.classify import best_threshold
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(5), np.zeros(50)].astype(int)
+    p = np.r_[rng.uniform(0.85, 0.95, 5), rng.uniform(0.02, 0.3, 50)]
+    t, f1 = best_threshold(y, p)
+    assert 0.3 < t < 0.85 and f1 == 1.0
+    # overlapping classes: the cut still keeps most positives and few negatives
+    p = np.r_[rng.uniform(0.4, 0.9, 5), rng.uniform(0.0, 0.6, 50)]
+    t, f1 = best_threshold(y, p)
+    assert 0.3 < t < 0.9 and 0 < f1 <= 1
