@@ -53,3 +53,22 @@ def test_eval_results_check_required_types():
     assert ok.kind == "probe"
     with pytest.raises(DataError, match="field 'metrics' has the wrong type"):
         EvalResults.from_dict({"schema": "mtquery-eval/1", "metrics": [1]})
+
+
+def test_index_and_store_manifests_checked():
+    from mtquery.io.manifests import IndexManifest, StoreMeta
+
+    good = {"format": "mtquery-ann/2", "kind": "ivf-rabitq", "dim": 8, "rows": 10,
+            "nlist": 4, "rerank": 64, "nprobe": 2}
+    m = IndexManifest.from_dict(good)
+    assert m.nlist == 4 and m.to_dict()["format"] == "mtquery-ann/2"
+    with pytest.raises(DataError, match="'mtquery-ann/1'.*rebuild the index"):
+        IndexManifest.from_dict({**good, "format": "mtquery-ann/1"})
+    with pytest.raises(DataError, match="field 'nlist' is missing; rebuild the index"):
+        IndexManifest.from_dict({k: v for k, v in good.items() if k != "nlist"})
+    with pytest.raises(DataError, match="field 'rows' has the wrong type"):
+        IndexManifest.from_dict({**good, "rows": "10"})
+    meta = {"version": 4, "dim": 8, "dtype": "float16", "fingerprint": []}
+    assert StoreMeta.from_dict(meta).dtype == "float16"
+    with pytest.raises(DataError, match="this mtquery reads 4"):
+        StoreMeta.from_dict({**meta, "version": 3})

@@ -7,6 +7,8 @@ newer writer added travel in ``extra`` and are written back unchanged.
 
     GenerationManifest   DIR/_mtquery/manifest.json        (``mtquery generate``)
     EvalResults          eval results JSON                  (``mtquery eval ...``)
+    IndexManifest        INDEX/manifest.json                (``mtquery index build``)
+    StoreMeta            STORE/meta.json                    (a vector store: index or cache)
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ class Manifest:
     """Base of every manifest: ``SCHEMA`` says what and which version; ``REBUILD`` how to
     make a fresh one when a read refuses it."""
 
-    SCHEMA: ClassVar[str] = ""
+    SCHEMA: ClassVar[str | int] = ""
+    SCHEMA_KEY: ClassVar[str] = "schema"
     REBUILD: ClassVar[str] = ""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"schema": self.SCHEMA}
+        out: dict[str, Any] = {self.SCHEMA_KEY: self.SCHEMA}
         for f in dataclasses.fields(self):
             if f.name != "extra":
                 out[f.name] = getattr(self, f.name)
@@ -51,8 +54,8 @@ class Manifest:
         types. Anything else raises a one-line ``DataError`` naming ``source``."""
         if not isinstance(doc, dict):
             raise DataError(f"{source}: not a manifest (a JSON object); {cls.REBUILD}")
-        got = doc.get("schema")
-        if got != cls.SCHEMA:
+        got = doc.get(cls.SCHEMA_KEY)
+        if got != cls.SCHEMA or isinstance(got, bool):
             what = f"schema {got!r}" if got else "no schema (an older mtquery)"
             raise DataError(f"{source}: {what}, this mtquery reads {cls.SCHEMA!r}; "
                             f"{cls.REBUILD}")
@@ -60,7 +63,7 @@ class Manifest:
         values, extra = {}, {}
         names = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
         for key, value in doc.items():
-            if key == "schema":
+            if key == cls.SCHEMA_KEY:
                 continue
             (values if key in names else extra)[key] = value
         for name, f in names.items():
@@ -162,3 +165,41 @@ class EvalResults(Manifest):
     metrics: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     timings_s: dict = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class IndexManifest(Manifest):
+    """An ANN index: its kind and parameters, the rows and files it was built from, its
+    calibration (``mtquery.vectors.build`` writes it, ``mtquery.vectors.index`` reads it)."""
+
+    SCHEMA: ClassVar[str] = "mtquery-ann/2"
+    SCHEMA_KEY: ClassVar[str] = "format"
+    REBUILD: ClassVar[str] = "rebuild the index with 'mtquery index build'"
+    kind: str
+    dim: int
+    rows: int
+    nlist: int
+    rerank: int
+    metric: str = "cosine"
+    nprobe: int | None = None
+    bits: int | None = None
+    query_bits: int | None = None
+    dataset: dict = field(default_factory=dict)
+    calibration: dict | None = None
+    files: dict = field(default_factory=dict)
+    created: str = ""
+
+
+@dataclass(kw_only=True)
+class StoreMeta(Manifest):
+    """A vector store's ``meta.json``: shape, dtype and the files it was read from."""
+
+    SCHEMA: ClassVar[int] = 4
+    SCHEMA_KEY: ClassVar[str] = "version"
+    REBUILD: ClassVar[str] = "remove the store (it is built again)"
+    dim: int
+    dtype: str
+    fingerprint: list
+    rows: int | None = None
+    rows_batch: int | None = None
+    invalid_rows: int | None = None

@@ -39,9 +39,10 @@ import pyarrow as pa
 
 from mtquery.errors import DataError
 from mtquery.io.datasets import Dataset
+from mtquery.io.manifests import IndexManifest
 from mtquery.query.filters import Filters
-from mtquery.query.resolve import QueryVector
 from mtquery.query.session import Session
+from mtquery.query.vector import QueryVector
 from mtquery.vectors import integrity
 from mtquery.vectors.store import (
     VectorStore,
@@ -245,6 +246,7 @@ def read_manifest(path: Path) -> dict:
                         f"{rebuild}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DataError(f"{mpath} is not an {FORMAT} index manifest; {rebuild}")
+    IndexManifest.from_dict(manifest, mpath)  # fields and their types: one line, rebuild
     return manifest
 
 

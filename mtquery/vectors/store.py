@@ -18,9 +18,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import DataError
+from mtquery.io.manifests import StoreMeta
 from mtquery.vectors import integrity, rowsfile
 
 FORMAT_VERSION = 4  # 4: checksums (mtquery.vectors.integrity), rows.arrow in ROWS_BATCH rows
@@ -204,11 +203,6 @@ def fingerprint(files: Sequence[str | Path]) -> list[dict]:
     return out
 
 
-def fingerprint_key(fp: list[dict]) -> str:
-    """A short stable hash of a fingerprint (cache directory names)."""
-    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class RowMap:
     """Row ids <-> (file, row in file): files in dataset order, offsets their first ids."""
@@ -237,12 +231,6 @@ class RowMap:
                 raise DataError(f"file {name} is not part of the stored dataset; rebuild it")
             base[j] = self.offsets[i]
         return base[inv.reshape(-1)] + np.asarray(rows, dtype=np.int64)
-
-    def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(file index, row in file) of row ids."""
-        ids = np.asarray(ids, dtype=np.int64)
-        fi = np.searchsorted(self.offsets, ids, side="right") - 1
-        return fi, ids - self.offsets[fi]
 
 
 # ---------------------------------------------------------------- reading vectors
@@ -441,6 +429,10 @@ def load_store(path: str | Path, fp: list[dict] | None = None) -> VectorStore | 
         meta = json.loads(raw)
         if meta.get("version") != FORMAT_VERSION or meta.get("dtype") not in DTYPES:
             return None
+        try:
+            StoreMeta.from_dict(meta, meta_path)  # fields and their types
+        except DataError:
+            return None  # another shape: built again
         store = VectorStore(path=path, dim=int(meta["dim"]), dtype=meta["dtype"],
                             fingerprint=tuple(meta["fingerprint"]),
                             rows_batch=int(meta.get("rows_batch", ROWS_BATCH)))
@@ -513,18 +505,11 @@ def write_rows(files: Sequence[str], target: Path) -> None:
 
 
 def publish(staging: Path, target: Path) -> bool:
-    """Rename ``staging`` to ``target``; False (and ``staging`` removed) when another process
-    published ``target`` first: its result is as good as ours."""
-    import shutil
+    """Publish a built store; False when another process published ``target`` first (its
+    store is as good as ours, ours is discarded)."""
+    from mtquery.io.staging import publish as publish_by_rename
 
-    try:
-        os.rename(staging, target)
-        return True
-    except OSError:
-        if target.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-            return False
-        raise
+    return publish_by_rename(staging, target, on_exists="keep")
 
 
 SKIPPED_KEY = b"mtquery:skipped_invalid"
