@@ -113,3 +113,17 @@ def test_readme_quick_start_is_what_make_demo_runs():
     shown = re.search(r"`make demo` runs `(mtquery [^`]+)`", " ".join(README.read_text().split()))
     assert shown, "README: `make demo` runs `mtquery ...`"
     assert command.split("/")[-1] == shown.group(1)
+
+
+def test_make_test_installs_the_docs_tools():
+    """`make test` installs the extras of its FULL stamp; `dev` holds mkdocs and its plugins."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    dev = " ".join(extras["dev"])
+    for tool in ("mkdocs", "mkdocs-material", "mkdocstrings[python]"):
+        assert tool in dev, tool
+    makefile = (ROOT / "Makefile").read_text()
+    installs = re.search(r"^\$\(FULL\):.*\n\t.*pip install.*\[([^\]]+)\]", makefile, re.M)
+    assert installs and "dev" in installs.group(1).split(",")
+    assert re.search(r"^test: \$\(FULL\)$", makefile, re.M)
