@@ -6,8 +6,10 @@ a mirror of ``hf://datasets/OWNER/NAME/...`` (``$MTQUERY_HF_ENDPOINT``):
 ``/api/datasets/OWNER/NAME/tree/REV/DIR`` lists ``ROOT/OWNER/NAME/DIR`` as JSON, and
 ``/datasets/OWNER/NAME/resolve/REV/PATH`` redirects (302, as the Hub does) to ``/OWNER/NAME/PATH``.
 
-Faults for tests: ``no_range`` (answers every request with the whole file, status 200) and
-``cut_after`` (promises the full length, sends that many bytes, closes).
+Faults for tests: ``no_range`` (answers every request with the whole file, status 200),
+``cut_after`` (promises the full length, sends that many bytes, closes), and ``flaky``:
+every Nth request answered 500 (or 429), bodies cut halfway, bodies stalled halfway for
+some seconds, each injected fault counted in ``injected``.
 
     python tests/rangeserver.py ROOT [--port 8765]      # serve a folder until interrupted
 """
@@ -35,7 +37,17 @@ class RangeServer:
         self.requests: list[tuple[str, str]] = []  # (path, Range header)
         self.no_range = False
         self.cut_after: int | None = None
+        # injected faults (see ``flaky``); ``injected`` counts them by kind
+        self.fail_every: int | None = None
+        self.fail_status = 500
+        self.cut_next = 0
+        self.stall_next = 0
+        self.stall_s = 0.0
+        self.injected: dict[str, int] = {"status": 0, "cut": 0, "stall": 0}
+        self._count = 0
+        self._after = 0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -84,6 +96,15 @@ class RangeServer:
                 path = urlsplit(self.path).path
                 with server._lock:
                     server.requests.append((path, self.headers.get("Range", "") or ""))
+                    server._count += 1
+                    early = server._count <= server._after
+                    fail = (bool(server.fail_every) and not early
+                            and server._count % server.fail_every == 0)
+                    if fail:
+                        server.injected["status"] += 1
+                if fail:
+                    self._empty(server.fail_status, {"Retry-After": "0"})
+                    return
                 m = _TREE.match(path)
                 if m:
                     self._tree(m)
@@ -129,9 +150,29 @@ class RangeServer:
                 with file.open("rb") as fh:
                     fh.seek(start)
                     data = fh.read(length)
+                cut = stall = False
+                with server._lock:
+                    if early:
+                        pass
+                    elif body and len(data) > 1 and server.cut_next:
+                        server.cut_next -= 1
+                        server.injected["cut"] += 1
+                        cut = True
+                    elif body and len(data) > 1 and server.stall_next:
+                        server.stall_next -= 1
+                        server.injected["stall"] += 1
+                        stall = True
                 if server.cut_after is not None:
                     data = data[: server.cut_after]
+                if cut:
+                    data = data[: len(data) // 2]
+                    self.close_connection = True
                 try:
+                    if stall:
+                        self.wfile.write(data[: len(data) // 2])
+                        self.wfile.flush()
+                        server._stop.wait(server.stall_s)
+                        data = data[len(data) // 2:]
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     return
@@ -167,7 +208,27 @@ class RangeServer:
         self.thread.start()
         return self
 
+    def flaky(self, fail_every: int | None = 5, cuts: int = 1, stalls: int = 0,
+              stall_s: float = 10.0, status: int = 500, after: int = 0) -> None:
+        """Inject faults from now on: every ``fail_every``-th request answers ``status``
+        (with ``Retry-After: 0``); the next ``cuts`` file answers are cut halfway (the
+        connection closed); the next ``stalls`` file answers stop halfway for ``stall_s``
+        seconds. The first ``after`` requests pass unharmed. ``injected`` counts the faults
+        sent."""
+        with self._lock:
+            self._after = after
+            self.fail_every, self.fail_status = fail_every, status
+            self.cut_next, self.stall_next, self.stall_s = cuts, stalls, stall_s
+            self.injected = {"status": 0, "cut": 0, "stall": 0}
+            self._count = 0
+
+    def steady(self) -> None:
+        """No more injected faults (``injected`` keeps its counts)."""
+        with self._lock:
+            self.fail_every, self.cut_next, self.stall_next, self._after = None, 0, 0, 0
+
     def __exit__(self, *exc) -> None:
+        self._stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -1,5 +1,6 @@
-"""Generation from remote inputs through fsspec, against a real Range-capable HTTP server on
-127.0.0.1 (tests/rangeserver.py): same rows as a local run, only the needed bytes fetched."""
+"""Generation from remote inputs through mtquery's HTTP layer, against a real Range-capable
+HTTP server on 127.0.0.1 (tests/rangeserver.py): same rows as a local run, only the needed
+bytes fetched, faults retried."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_missing_remote_file_is_a_data_error(served, tmp_path):
 
 
 def test_stac_item_over_http(served, tmp_path):
-    """The item JSON is read through fsspec; its assets are local absolute paths (band files
+    """The item JSON is read by range; its assets are local absolute paths (band files
     at URLs are GDAL's business: /vsicurl/)."""
     srv, _ = served
     assets = {b: {"href": str(DATA / "virginia_120m" / f"{b}.tif"), "type": "image/tiff"}
@@ -111,22 +112,23 @@ def test_stac_item_over_http(served, tmp_path):
             == _rows(local).column("unique_id").to_pylist())
 
 
-def test_hf_urls_go_through_hffilesystem(served, monkeypatch, tmp_path):
-    """hf:// paths are handed to huggingface_hub.HfFileSystem as they are (revision included);
-    here a local-disk filesystem stands in for the hub, which tests never contact."""
-    import huggingface_hub
-    from fsspec.implementations.local import LocalFileSystem
-
-    _, part = served
-    seen = []
-
-    class HubOnDisk(LocalFileSystem):
-        def open(self, path, mode="rb", **kwargs):
-            seen.append((path, kwargs.get("cache_type")))
-            return super().open(str(part), mode)
-
-    monkeypatch.setattr(huggingface_hub, "HfFileSystem", HubOnDisk)
-    url = "hf://datasets/Major-TOM/Core-S2L2A@main/images/part_00000.parquet"
-    s = generate("spectral", [url], str(tmp_path / "o"), limit=1)
-    assert s.rows_total == 25
-    assert seen and all(p == url and c == "none" for p, c in seen)
+def test_hf_urls_read_from_the_endpoint_through_faults(served, monkeypatch, tmp_path):
+    """hf:// paths are read from $MTQUERY_HF_ENDPOINT (here the test server as a mirror:
+    /datasets/OWNER/NAME/resolve/REV/PATH, revision included) through the one HTTP layer:
+    every 5th request a 500, one body cut halfway, the same rows as a clean local run."""
+    srv, part = served
+    monkeypatch.setenv("MTQUERY_HF_ENDPOINT", srv.endpoint)
+    local = tmp_path / "local"
+    generate("spectral", [str(part)], str(local), limit=2)
+    srv.reset()
+    srv.flaky(fail_every=5, cuts=1)
+    try:
+        url = "hf://datasets/core/images@main/part_00000.parquet"
+        s = generate("spectral", [url], str(tmp_path / "o"), limit=2)
+    finally:
+        srv.steady()
+    assert s.rows_total == 25 * 2
+    assert (_rows(tmp_path / "o").column("unique_id").to_pylist()
+            == _rows(local).column("unique_id").to_pylist())
+    assert any(p.startswith("/datasets/core/images/resolve/main/") for p, _ in srv.requests)
+    assert srv.injected["status"] >= 1 and srv.injected["cut"] == 1, srv.injected

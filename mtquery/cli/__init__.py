@@ -101,6 +101,10 @@ def _fail(message: str, code: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turn every error into one line on stderr + exit code."""
     _setup_logging()
+    if argv is None:  # a process of its own: Ctrl-C ends it within a second
+        from mtquery.cli import interrupt
+
+        interrupt.arm()
     try:
         # a context of its own: what a command sets (the read budget) ends with it, also
         # when several commands run in one process
@@ -120,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
             ctx_hint = f" (see '{exc.ctx.command_path} --help')"
         _fail(f"{exc.format_message()}{ctx_hint}", exc.exit_code)
     except KeyboardInterrupt:
+        from mtquery.cli.interrupt import reported
+
+        reported.set()
         _fail("interrupted", 130)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
@@ -138,5 +145,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set MTQUERY_DEBUG=1 for a "
               "traceback)", 1)
+    if rv == 130:  # typer's answer to Ctrl-C (KeyboardInterrupt)
+        from mtquery.cli.interrupt import reported
+
+        reported.set()
+        _fail("interrupted", 130)
     if isinstance(rv, int) and rv:
         raise SystemExit(rv)

@@ -24,8 +24,8 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from mtquery.errors import DataError, UsageError
 from mtquery.io.cost import Budget, FilePlan, ReadPlan, check, parse_max_read, plan
 from mtquery.io.datasets import Dataset, resolve
+from mtquery.io.http import run_all
 from mtquery.io.optimize import DEFAULT_ROW_GROUP, MANIFEST, check_paths, write_stage
 from mtquery.io.remote import Footer, expand, read_footers, read_range
 from mtquery.io.staging import STAGING, discard, new_staging, pid_alive, publish, sweep, tidy
@@ -267,6 +268,7 @@ def _extract_file(fp: FilePlan, j: int, filters: Filters, parts_dir: Path, worke
     part, tmp = parts_dir / f"{j:05d}.parquet", parts_dir / f"{j:05d}.parquet.tmp"
     pieces = _pieces(fp)
     fd = os.open(sparse, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    lock, closed = threading.Lock(), []
     try:
         os.ftruncate(fd, f.size)
         os.pwrite(fd, b"PAR1", 0)
@@ -274,14 +276,16 @@ def _extract_file(fp: FilePlan, j: int, filters: Filters, parts_dir: Path, worke
 
         def fetch(piece: tuple[int, int]) -> int:
             data, _ = read_range(f.source, piece[0], piece[1] - piece[0], f.size)
-            os.pwrite(fd, data, piece[0])
+            with lock:  # never into a closed (or reused) descriptor after Ctrl-C
+                if not closed:
+                    os.pwrite(fd, data, piece[0])
             return len(data)
 
-        with ThreadPoolExecutor(max(1, min(workers, len(pieces)))) as pool:
-            for n in pool.map(fetch, pieces):
-                meter.add(n)
+        run_all(fetch, pieces, workers, each=meter.add)
     finally:
-        os.close(fd)
+        with lock:
+            closed.append(True)
+            os.close(fd)
     source = pq.ParquetFile(sparse)
     with pq.ParquetWriter(cand, source.schema_arrow) as w:
         for g in fp.groups:

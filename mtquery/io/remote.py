@@ -1,6 +1,7 @@
 """Remote Parquet files, read by range: the footers first, then only the byte ranges a
-question needs. Standard library HTTP (``http.client``): redirects followed, one clear line
-for an unreachable host, a missing file, a server that ignores ``Range``, a truncated file.
+question needs, through ``mtquery.io.http`` (pooled connections, retries with backoff,
+timeouts naming the URL): one clear line for an unreachable host, a missing file, a server
+that ignores ``Range``, a truncated file.
 
 - ``expand``: a dataset's sources as fetchable URLs (``hf://`` globs listed through the Hugging
   Face API of ``$MTQUERY_HF_ENDPOINT``, default https://huggingface.co, so a mirror serves the
@@ -9,7 +10,8 @@ for an unreachable host, a missing file, a server that ignores ``Range``, a trun
   a footer above 64 KiB), checked against the standard schema, kept for the process;
 - ``Footer`` / ``RowGroup``: rows, byte ranges of each column chunk, min/max statistics of the
   columns that prune (``centre_lat``, ``centre_lon``, ``timestamp``, ``grid_cell``);
-- ``read_range``: exact byte ranges (``mtquery.io.extract`` fetches row groups with it).
+- ``read_range``: exact byte ranges (``mtquery.io.extract`` fetches row groups with it,
+  ``mtquery.io.rangefile`` serves generation's file objects with it).
 
 Local files take the same path (``pyarrow`` reads their footers), so plans and dry runs
 work on both.
@@ -18,14 +20,11 @@ work on both.
 from __future__ import annotations
 
 import fnmatch
-import http.client
 import json
 import os
 import re
-import socket
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -33,18 +32,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtquery.errors import DataError
+from mtquery.io import http
 from mtquery.standard.schema import REQUIRED, embedding_type
 
 ENV_ENDPOINT = "MTQUERY_HF_ENDPOINT"
 HF_DEFAULT = "https://huggingface.co"
 TAIL_BYTES = 64 << 10
-TIMEOUT_S = 30.0
-MAX_REDIRECTS = 5
 WORKERS = 8
 #: columns whose row-group min/max statistics prune a read
 PRUNE_COLUMNS = ("centre_lat", "centre_lon", "timestamp", "grid_cell")
-USER_AGENT = "mtquery"
-_HF = re.compile(r"^hf://(?P<kind>datasets|spaces|models)/(?P<owner>[^/]+)/(?P<name>[^/@]+)"
+HF_PATH = re.compile(r"^hf://(?P<kind>datasets|spaces|models)/(?P<owner>[^/]+)/(?P<name>[^/@]+)"
                  r"(?:@(?P<rev>[^/]+))?/(?P<path>.+)$")
 
 
@@ -63,7 +60,7 @@ def hf_endpoint(default: bool = False) -> str | None:
 def hf_list(spec: str, endpoint: str | None = None) -> list[str]:
     """URLs of the files an ``hf://datasets/owner/name[@rev]/path-glob`` names, listed through
     the endpoint's tree API (``/api/datasets/owner/name/tree/rev/dir``)."""
-    m = _HF.match(spec)
+    m = HF_PATH.match(spec)
     if m is None:
         raise DataError(f"not an hf:// path: {spec} (expected hf://datasets/OWNER/NAME/PATH)")
     endpoint = (endpoint or hf_endpoint(default=True)).rstrip("/")
@@ -108,56 +105,16 @@ def expand(sources: Sequence[str]) -> list[str] | None:
     return out
 
 
-# ---------------------------------------------------------------- HTTP
+# ---------------------------------------------------------------- reads
 
 
-def _auth(url: str) -> dict[str, str]:
+def auth_headers(url: str) -> dict[str, str]:
+    """The user's Hugging Face token ($HF_TOKEN) for requests to the endpoint's host only."""
     token = os.environ.get("HF_TOKEN")
     endpoint = hf_endpoint(default=True)
     if token and urlsplit(url).netloc == urlsplit(endpoint).netloc:
         return {"Authorization": f"Bearer {token}"}
     return {}
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, socket.gaierror):
-        return "unknown host"
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return f"no answer within {TIMEOUT_S:g} s"
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def _open(url: str, headers: dict[str, str]) -> tuple[http.client.HTTPResponse,
-                                                      http.client.HTTPConnection]:
-    """GET ``url`` (following redirects); the caller closes the connection."""
-    for _ in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise DataError(f"cannot read {url} by range (http:// and https:// only)")
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else (
-            http.client.HTTPConnection)
-        conn = cls(parts.hostname, parts.port, timeout=TIMEOUT_S)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        try:
-            conn.request("GET", path, headers={"User-Agent": USER_AGENT,
-                                               "Accept-Encoding": "identity",
-                                               **_auth(url), **headers})
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise DataError(f"cannot reach {parts.netloc}: {_reason(exc)} ({url})") from exc
-        location = resp.getheader("Location")
-        if resp.status in (301, 302, 303, 307, 308) and location:
-            conn.close()
-            url = urljoin(url, location)
-            continue
-        if resp.status >= 400:
-            conn.close()
-            raise DataError(_status_message(resp.status, resp.reason, url))
-        return resp, conn
-    raise DataError(f"too many redirects reading {url}")
 
 
 def _status_message(status: int, reason: str, url: str) -> str:
@@ -167,17 +124,16 @@ def _status_message(status: int, reason: str, url: str) -> str:
         return f"access denied (HTTP {status}): {url} (a token goes in $HF_TOKEN)"
     if status == 416:
         return f"{url} is shorter than its footer says (HTTP 416): truncated?"
-    return f"HTTP {status} {reason} reading {url}"
+    tried = http.settings().retries
+    after = f" (after {tried + 1} tries)" if tried and status in http.RETRY_STATUS else ""
+    return f"HTTP {status} {reason} reading {url}{after}".replace("  ", " ")
 
 
 def _get_all(url: str) -> tuple[bytes, dict[str, str]]:
-    resp, conn = _open(url, {})
-    try:
-        return resp.read(), {k.lower(): v for k, v in resp.getheaders()}
-    except (OSError, http.client.HTTPException) as exc:
-        raise DataError(f"connection lost reading {url}: {_reason(exc)}") from exc
-    finally:
-        conn.close()
+    r = http.get(url, auth_headers(url))
+    if r.status >= 300:
+        raise DataError(_status_message(r.status, r.reason, url))
+    return r.data, dict(r.headers)
 
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -190,37 +146,34 @@ def read_range(url: str, start: int | None, length: int,
     if "://" not in url:
         return _read_local(url, start, length, size)
     rng = f"bytes=-{length}" if start is None else f"bytes={start}-{start + length - 1}"
-    resp, conn = _open(url, {"Range": rng})
-    try:
-        if resp.status == 200:  # the whole file: fine only when that is what was asked
-            total = int(resp.getheader("Content-Length") or -1)
-            if total < 0 or (start not in (None, 0)) or total > length:
-                raise DataError(
-                    f"{urlsplit(url).netloc} does not support HTTP range requests (it answered "
-                    f"a range request with the whole file): {url}; mtquery reads remote data "
-                    "by range only, so download the files and use the local copy")
-            want, total_size = total, total
-        elif resp.status == 206:
-            m = _CONTENT_RANGE.match(resp.getheader("Content-Range") or "")
-            if m is None or m.group(3) == "*":
-                raise DataError(f"{url}: the server's range answer has no file size")
-            want = int(m.group(2)) - int(m.group(1)) + 1
-            total_size = int(m.group(3))
-        else:
-            raise DataError(_status_message(resp.status, resp.reason, url))
-        if size is not None and total_size != size:
-            raise DataError(f"{url} changed while being read ({total_size:,} bytes, "
-                            f"{size:,} when its footer was read): run again")
-        try:
-            data = resp.read(want)
-        except (OSError, http.client.HTTPException) as exc:
-            raise DataError(f"connection lost reading {url}: {_reason(exc)}") from exc
+    r = http.get(url, {"Range": rng, **auth_headers(url)}, max_body=length)
+    if r.status == 200:  # the whole file: fine only when that is what was asked
+        if start not in (None, 0) or r.length > length:
+            raise DataError(
+                f"{urlsplit(url).netloc} does not support HTTP range requests (it answered "
+                f"a range request with the whole file): {url}; mtquery reads remote data "
+                "by range only, so download the files and use the local copy")
+        data, total_size = r.data, r.length
+    elif r.status == 206:
+        m = _CONTENT_RANGE.match(r.headers.get("content-range", ""))
+        if m is None or m.group(3) == "*":
+            raise DataError(f"{url}: the server's range answer has no file size")
+        first, total_size = int(m.group(1)), int(m.group(3))
+        want = int(m.group(2)) - first + 1
+        expect = max(0, total_size - length) if start is None else start
+        if first != expect:
+            raise DataError(f"{url}: the server answered bytes from {first:,}, not from "
+                            f"{expect:,}")
+        data = r.data
         if len(data) != want:
             raise DataError(f"{url} ended after {len(data):,} of {want:,} bytes "
                             "(truncated file or broken connection)")
-        return data, total_size
-    finally:
-        conn.close()
+    else:
+        raise DataError(_status_message(r.status, r.reason, url))
+    if size is not None and total_size != size:
+        raise DataError(f"{url} changed while being read ({total_size:,} bytes, "
+                        f"{size:,} when its footer was read): run again")
+    return data, total_size
 
 
 def _read_local(path: str, start: int | None, length: int,
@@ -373,10 +326,9 @@ def read_footers(sources: Sequence[str], fresh: bool = False,
     sources = list(sources)
     todo = [s for s in sources if fresh or s not in _CACHE]
     if todo:
-        with ThreadPoolExecutor(max(1, min(workers, len(todo)))) as pool:
-            for f in pool.map(read_footer, todo):
-                with _LOCK:
-                    _CACHE[f.source] = f
+        for f in http.run_all(read_footer, todo, workers):
+            with _LOCK:
+                _CACHE[f.source] = f
     footers = [_CACHE[s] for s in sources]
     check_footers(footers)
     return footers

@@ -25,9 +25,14 @@ def search_sql(filters: Filters, limit: int | None, has_bbox_column: bool = Fals
     return sql, params
 
 
-def sql_error(exc: BaseException) -> DataError:
-    """A DuckDB error as a one-line DataError (with a hint for mixed dimensions)."""
+def sql_error(exc: BaseException, session: Session | None = None) -> DataError:
+    """A DuckDB error as a one-line DataError (with a hint for mixed dimensions; a network
+    failure of a remote dataset names its URL)."""
     msg = describe_error(exc)
+    if session is not None and session.dataset.remote:
+        from mtquery.io.http import duckdb_failure
+
+        msg = duckdb_failure(msg, session.dataset.sources) or msg
     if isinstance(exc, duckdb.ConversionException) and ("FLOAT[" in msg
                                                          or "array" in msg.lower()):
         msg = f"mixed embedding dimensions in the dataset ({msg})"
@@ -39,7 +44,7 @@ def run(session: Session, sql: str, params: list | None = None) -> pa.Table:
     try:
         return session.execute(sql, params).to_arrow_table()
     except duckdb.Error as exc:
-        raise sql_error(exc) from exc
+        raise sql_error(exc, session) from exc
 
 
 LOCATIONS_SQL = "SELECT source_file, source_row FROM embeddings"
