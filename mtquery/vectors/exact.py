@@ -175,7 +175,7 @@ def stream_knn(session: Session, query: QueryVector, k: int, filters: Filters,
                 top.add(scores, ids,
                         pa.Table.from_batches([batch]).select(list(RESULT_COLUMNS)))
         except duckdb.Error as exc:
-            raise sql_error(exc) from exc
+            raise sql_error(exc, session) from exc
         seen["skipped"] = skipped
         scores, rows = top.result()
         return (cast_rows(rows) if rows is not None else empty_rows()), scores
