@@ -203,7 +203,7 @@ def subprocess_json(code: str, *args: str) -> dict:
                          text=True, env={**os.environ})
     if res.returncode:
         raise SystemExit(res.stderr)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return json.loads([ln for ln in res.stdout.splitlines() if ln.startswith("{")][-1])
 
 
 def big_dataset(out: Path, rows: int, dim: int, parts: int = 10) -> Path:

@@ -149,6 +149,9 @@ def region_dots(session: Session, v: np.ndarray, filters: Filters,
                              extent=extent)
     done = 0
     try:
+        # DuckDB draws its own progress bar on stdout for long queries: the caller's
+        # ``progress`` reports instead
+        session.con.execute("SET enable_progress_bar = false")
         reader = session.con.execute(sql, params).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
             t = pa.Table.from_batches([batch])
