@@ -89,6 +89,15 @@ def planned_rows(session: Session, filters: Filters) -> int | None:
     return int(plan(footers, filters, "knn").rows)
 
 
+def quiet_duckdb(session: Session) -> None:
+    """No DuckDB progress bar on stdout during long scans (the caller's ``progress``
+    reports); a locked-down (read-only) session keeps its settings."""
+    try:
+        session.con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        pass
+
+
 @dataclass
 class Scored:
     """One streamed batch: ``rows`` (ROW_COLUMNS) and ``dots`` (``unit(x) . v``, NaN for
@@ -149,9 +158,7 @@ def region_dots(session: Session, v: np.ndarray, filters: Filters,
                              extent=extent)
     done = 0
     try:
-        # DuckDB draws its own progress bar on stdout for long queries: the caller's
-        # ``progress`` reports instead
-        session.con.execute("SET enable_progress_bar = false")
+        quiet_duckdb(session)
         reader = session.con.execute(sql, params).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
             t = pa.Table.from_batches([batch])
