@@ -4,6 +4,7 @@ stdout and nothing written (no output file, no temporary file)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -159,3 +160,14 @@ def test_vector_of_another_dim(small, tmp_path, capsys):
     np.save(v, np.ones(5, np.float32))
     fails(capsys, tmp_path, 1, "query vector has 5 values", "score", "-d", path, "--vector",
           v)
+
+
+def test_missing_extras_are_named(small, tmp_path, capsys, monkeypatch):
+    path, table, _ = small
+    uid = table.column("unique_id")[0].as_py()
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as on a core-only install
+    fails(capsys, tmp_path, 1, "pip install 'mtquery[eval]'", "classify", "-d", path,
+          "--positive", uid)
+    monkeypatch.setitem(sys.modules, "rasterio", None)
+    fails(capsys, tmp_path, 1, "pip install 'mtquery[eval]'", "score", "-d", path, "--id",
+          uid)
