@@ -116,7 +116,8 @@ def test_stall_past_the_timeout_names_the_url(release, srv, capsys, monkeypatch,
     srv.steady()
     box, lat, lon = region(release)
     run(capsys, "info", urls[1])
-    srv.flaky(fail_every=None, cuts=0, stalls=1000, stall_s=3)
+    monkeypatch.setenv(http.ENV_RETRIES, "0")
+    srv.flaky(fail_every=None, cuts=0, stalls=1000, stall_s=20)
     code, out, err = run(capsys, "knn", "-d", urls[1], "--lat", lat, "--lon", lon,
                          "--bbox", box, "--allow-full-scan")
     assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err

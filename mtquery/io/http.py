@@ -215,6 +215,12 @@ def failure(url: str, exc: BaseException, s: Settings | None = None) -> str:
     reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
     if isinstance(reason, ResponseError) and "redirect" in str(reason):
         return f"too many redirects reading {url}"
+    if isinstance(reason, NewConnectionError):  # a subclass of ConnectTimeoutError
+        text = str(reason).lower()
+        why = "connection refused" if "refused" in text else "cannot connect"
+        if "timed out" in text or "timeout" in text:
+            why = f"no connection within {s.connect_timeout:g} s"
+        return f"cannot reach {netloc}: {why} ({url}){tries}"
     if isinstance(reason, ConnectTimeoutError):
         return (f"cannot reach {netloc}: no connection within {s.connect_timeout:g} s "
                 f"({url}){tries}")
@@ -223,10 +229,6 @@ def failure(url: str, exc: BaseException, s: Settings | None = None) -> str:
                 f"${ENV_TIMEOUT} sets the limit")
     if isinstance(reason, NameResolutionError):
         return f"cannot reach {netloc}: unknown host ({url})"
-    if isinstance(reason, NewConnectionError):
-        text = str(reason).lower()
-        why = "connection refused" if "refused" in text else "cannot connect"
-        return f"cannot reach {netloc}: {why} ({url}){tries}"
     if isinstance(reason, ProtocolError):
         return f"connection lost reading {url}: {_words(reason)}{tries}"
     return f"cannot read {url}: {_words(reason)}{tries}"

@@ -28,11 +28,7 @@ def search_sql(filters: Filters, limit: int | None, has_bbox_column: bool = Fals
 def sql_error(exc: BaseException, session: Session | None = None) -> DataError:
     """A DuckDB error as a one-line DataError (with a hint for mixed dimensions; a network
     failure of a remote dataset names its URL)."""
-    msg = describe_error(exc)
-    if session is not None and session.dataset.remote:
-        from mtquery.io.http import duckdb_failure
-
-        msg = duckdb_failure(msg, session.dataset.sources) or msg
+    msg = describe_error(exc, session.dataset.sources if session is not None else ())
     if isinstance(exc, duckdb.ConversionException) and ("FLOAT[" in msg
                                                          or "array" in msg.lower()):
         msg = f"mixed embedding dimensions in the dataset ({msg})"

@@ -92,9 +92,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def describe_error(exc: BaseException) -> str:
-    """A one-line description of a DuckDB error for a user."""
-    return _first_line(exc)
+def describe_error(exc: BaseException, sources: Sequence[str] = ()) -> str:
+    """A one-line description of a DuckDB error for a user; a network failure reading
+    remote ``sources`` names the URL (DuckDB's "Timeout was reached" names none)."""
+    text = _first_line(exc)
+    if any("://" in s for s in sources):
+        from mtquery.io.http import duckdb_failure
+
+        return duckdb_failure(text, sources) or text
+    return text
 
 
 SOURCES_VAR = "mtquery_sources"
@@ -133,13 +139,14 @@ def sql_files() -> list[tuple[str, str]]:
     return files
 
 
-def _source_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+def _source_columns(con: duckdb.DuckDBPyConnection,
+                    sources: Sequence[str] = ()) -> dict[str, str]:
     try:
         rows = con.execute(
             f"DESCRIBE SELECT * FROM read_parquet(getvariable('{SOURCES_VAR}'))"
         ).fetchall()
     except duckdb.Error as exc:
-        raise DataError(f"cannot read dataset: {describe_error(exc)}") from exc
+        raise DataError(f"cannot read dataset: {describe_error(exc, sources)}") from exc
     return {r[0]: r[1] for r in rows}
 
 
@@ -176,7 +183,7 @@ def _probe_dim(con: duckdb.DuckDBPyConnection, flat: str, dataset: Dataset) -> i
                 [name],
             ).fetchone()
         except duckdb.Error as exc:
-            raise DataError(f"cannot read {src}: {describe_error(exc)}") from exc
+            raise DataError(f"cannot read {src}: {describe_error(exc, [name])}") from exc
         if row is not None:
             dims.setdefault(int(row[0]), src)
     if not dims:
@@ -216,7 +223,7 @@ def _fill(text: str, fill: dict[str, str]) -> str:
 def create_views(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> DatasetShape:
     """Bind the dataset's sources and create every view; returns what was found."""
     con.execute(f"SET VARIABLE {SOURCES_VAR} = ?", [dataset.duckdb_sources])
-    cols = _source_columns(con)
+    cols = _source_columns(con, dataset.sources)
     missing = [c for c in REQUIRED if c not in cols]
     if missing:
         raise DataError(f"{dataset.spec}: not a Major TOM embedding dataset, missing standard "
