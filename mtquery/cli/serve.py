@@ -20,6 +20,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on. The page has no login: "
                                       "keep 127.0.0.1 unless the network is yours.")
                     ] = "127.0.0.1",
+    public: Annotated[bool, typer.Option("--public", help="Allow a --host that is not a "
+                                         "loopback address (anyone who reaches it can "
+                                         "query the dataset).")] = False,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser "
                                              "tab.")] = False,
     tiles: Annotated[str | None, typer.Option(help="Add an online tile layer, e.g. "
@@ -36,13 +39,17 @@ def serve(
     label fragments and find more like them (classify, heat map), filter by bbox and time,
     export GeoJSON / GeoParquet / CSV. ?lat=&lon=&k= or ?id= in the URL runs that query.
     The JSON API (/api/knn, /api/search) answers as --format json does."""
+    from mtquery.cli import interrupt
+    from mtquery.web.guard import check_bind
     from mtquery.web.server import check_tiles
     from mtquery.web.server import serve as run_server
 
     check_tiles(tiles)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        sys.stderr.write(f"mtquery: warning: listening on {host}: anyone who reaches it can "
-                         "query the dataset (the page has no login)\n")
+    if check_bind(host, public):
+        sys.stderr.write(f"mtquery: warning: listening on {host}, not a loopback address: "
+                         "anyone who reaches it can query the dataset (the page has no "
+                         "login)\n")
+    interrupt.disarm()  # Ctrl-C stops the server gracefully
 
     def ready(url: str) -> None:
         sys.stderr.write(f"mtquery: serving the map page at {url} (Ctrl-C to stop)\n")
@@ -53,6 +60,7 @@ def serve(
             webbrowser.open(url)
 
     try:
-        run_server(dataset, host=host, port=port, tiles=tiles, on_ready=ready, core=core)
+        run_server(dataset, host=host, port=port, tiles=tiles, on_ready=ready, core=core,
+                   public=public)
     except KeyboardInterrupt:  # Ctrl-C is how a server stops: not an error
         sys.stderr.write("mtquery: map page stopped\n")

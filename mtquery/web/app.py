@@ -8,8 +8,6 @@ no endpoint takes SQL."""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import mimetypes
 import threading
@@ -22,6 +20,8 @@ import pyarrow as pa
 
 from mtquery.errors import MTQueryError, UsageError
 from mtquery.query.session import Session
+from mtquery.web.guard import dataset_roots, scrub, scrub_value
+from mtquery.web.stream import table_response
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -43,8 +43,6 @@ FILTERS = ("bbox", "start", "end", "cell")
 KNN_PARAMS = ("lat", "lon", "id", "ids", "not_ids", "text", "k", "include_self", "format",
               *FILTERS)
 SEARCH_PARAMS = ("limit", "format", *FILTERS)
-MEDIA = {"json": "application/json", "geojson": "application/geo+json",
-         "csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
 def text_model(session: Session) -> str | None:
@@ -149,7 +147,7 @@ class Service:
             data.pop("sources", None)  # local paths stay on this machine
             data["text_query"] = self.call(text_model, self.session) is not None
             data["tiles"] = self.tiles
-            self._info = data
+            self._info = scrub_value(data, dataset_roots(self.session.dataset))
         return self._info
 
     def knn(self, params: Params, geometry: bool) -> pa.Table:
@@ -224,26 +222,6 @@ class Service:
         return doc
 
 
-def table_response(table: pa.Table, fmt: str, name: str) -> Response:
-    from starlette.responses import Response
-
-    from mtquery.cli.output import to_csv, to_geojson, to_records, write_parquet
-
-    if fmt == "json":
-        body: bytes = json.dumps(to_records(table)).encode()
-    elif fmt == "geojson":
-        body = to_geojson(table).encode()
-    elif fmt == "csv":
-        body = to_csv(table).encode()
-    else:
-        buf = io.BytesIO()
-        write_parquet(table, buf)
-        body = buf.getvalue()
-    headers = {} if fmt == "json" else {
-        "Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
-    return Response(body, media_type=MEDIA[fmt], headers=headers)
-
-
 def create_app(service: Service, allowed_hosts: list[str] | None = None) -> Starlette:
     """The Starlette app: ``/`` (the page), ``/static``, ``/api/info``, ``/api/coverage``,
     ``/api/fragment``, ``/api/knn``, ``/api/search``, ``/api/chip`` (``mtquery.web.chips``),
@@ -258,17 +236,19 @@ def create_app(service: Service, allowed_hosts: list[str] | None = None) -> Star
     from mtquery.web.chips import chip_route
     from mtquery.web.find_routes import find_routes
 
+    roots = dataset_roots(service.session.dataset)
+
     def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:  # sync: Starlette runs it in its thread pool
             try:
                 return handler(request)
-            except MTQueryError as exc:
-                return JSONResponse({"error": str(exc), "argument": exc.argument},
+            except MTQueryError as exc:  # no local path leaves the server
+                return JSONResponse({"error": scrub(str(exc), roots), "argument": exc.argument},
                                     status_code=400)
             except Exception as exc:  # the server keeps serving; the log has the details
                 log.exception("internal error on %s", request.url.path)
-                return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"},
-                                    status_code=500)
+                return JSONResponse({"error": scrub(f"internal error: {type(exc).__name__}: "
+                                                    f"{exc}", roots)}, status_code=500)
         return endpoint
 
     def params(request: Request, allowed: tuple[str, ...]) -> Params:
@@ -277,14 +257,15 @@ def create_app(service: Service, allowed_hosts: list[str] | None = None) -> Star
     def knn(request: Request) -> Response:
         p = params(request, KNN_PARAMS)
         fmt = p.format()
-        return table_response(service.knn(p, geometry=fmt in ("geojson", "parquet")), fmt,
-                              "knn")
+        return table_response(lambda: service.knn(p, geometry=fmt in ("geojson", "parquet")),
+                              fmt, "knn")
 
     def search(request: Request) -> Response:
         p = params(request, SEARCH_PARAMS)
         fmt = p.format()
-        return table_response(service.search(p, geometry=fmt in ("geojson", "parquet")), fmt,
-                              "search")
+        return table_response(lambda: service.search(p, geometry=fmt in ("geojson",
+                                                                           "parquet")),
+                              fmt, "search")
 
     def fragment(request: Request) -> Response:
         return JSONResponse(service.fragment(params(request, ("lat", "lon", "id"))))

@@ -90,7 +90,9 @@ class HostGuard:
         await self.app(scope, receive, send)
 
 
-_DIRS = re.compile(r"(?<![\w.:/~])(?:[A-Za-z]:[\\/]|/)(?:[^\s'\"/\\<>|]+[\\/])+")
+#: the folders of an absolute path where a path can start (not inside a URL or a template)
+_START = r"(?:^|(?<=[\s'\"(\[=,]))"
+_DIRS = re.compile(_START + r"(?:[A-Za-z]:[\\/]|/)(?:[^\s'\"/\\<>|]+[\\/])+")
 
 
 def scrub(text: str, roots: tuple[str, ...] = ()) -> str:
@@ -100,7 +102,7 @@ def scrub(text: str, roots: tuple[str, ...] = ()) -> str:
     known = {*(r for r in roots if r), os.getcwd(), str(Path.home())}
     for root in sorted((r.rstrip("/\\") for r in known), key=len, reverse=True):
         if len(root) > 1:
-            name = re.escape(root)
+            name = _START + re.escape(root)
             text = re.sub(name + r"[\\/]+", "", text)
             text = re.sub(name + r"(?![^\s'\",;:)\]])", Path(root).name or ".", text)
     return _DIRS.sub("", text)
@@ -115,3 +117,14 @@ def scrub_value(value: Any, roots: tuple[str, ...] = ()) -> Any:
     if isinstance(value, (list, tuple)):
         return [scrub_value(v, roots) for v in value]
     return value
+
+
+def dataset_roots(dataset: Any) -> tuple[str, ...]:
+    """The local folders of a dataset (``mtquery.io.datasets.Dataset``) and its spec when
+    that is a local path: what ``scrub`` takes out first."""
+    roots = {str(Path(f).resolve().parent) for f in getattr(dataset, "local_files", ())}
+    roots |= {str(Path(f).parent) for f in getattr(dataset, "local_files", ())}
+    spec = str(getattr(dataset, "spec", "") or "")
+    if spec and "://" not in spec and os.path.isabs(spec):
+        roots.add(spec)
+    return tuple(sorted(roots))

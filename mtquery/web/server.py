@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 from mtquery.errors import DataError, UsageError
 from mtquery.query.session import DatasetArg, Session, open_session
 from mtquery.web.app import Service, create_app
+from mtquery.web.guard import HostGuard, check_bind, is_loopback
 
 if TYPE_CHECKING:
     import uvicorn
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def check_tiles(tiles: str | None) -> str | None:
@@ -59,12 +59,6 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _allowed_hosts(host: str) -> list[str]:
-    """Host headers accepted: loopback names when bound to loopback (a web page elsewhere
-    cannot reach the API through a rebound DNS name), any otherwise."""
-    return ["127.0.0.1", "localhost"] if host in ("127.0.0.1", "localhost") else ["*"]
-
-
 @dataclass
 class Running:
     """A server started by ``start``: its URL, ``stop()`` to end it."""
@@ -84,10 +78,12 @@ class Running:
 
 def _server(session: Session, host: str, tiles: str | None,
             core: str | None = None) -> uvicorn.Server:
+    """Bound to a loopback address, the server answers loopback Host headers only (a web
+    page elsewhere cannot reach the API through a rebound DNS name); elsewhere, any."""
     import uvicorn
 
-    app = create_app(Service(session, check_tiles(tiles), core),
-                     allowed_hosts=_allowed_hosts(host))
+    app = HostGuard(create_app(Service(session, check_tiles(tiles), core)),
+                    loopback_only=is_loopback(host))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             server_header=False)
     return uvicorn.Server(config)
@@ -102,9 +98,11 @@ def _url(host: str, sock: socket.socket) -> str:
 
 def start(dataset: DatasetArg | Session = None, host: str = DEFAULT_HOST, port: int = 0,
           tiles: str | None = None, timeout: float = 30.0,
-          core: str | None = None) -> Running:
+          core: str | None = None, public: bool = False) -> Running:
     """Serve in a background thread; returns once the server answers. ``core``: the Major
-    TOM Core ``metadata.parquet`` (path or URL) the image chips come from."""
+    TOM Core ``metadata.parquet`` (path or URL) the image chips come from. A ``host`` that
+    is not a loopback address needs ``public``."""
+    check_bind(host, public)
     sock = bind(host, port)
     try:
         session = dataset if isinstance(dataset, Session) else open_session(dataset,
@@ -127,9 +125,11 @@ def start(dataset: DatasetArg | Session = None, host: str = DEFAULT_HOST, port: 
 
 def serve(dataset: DatasetArg = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           tiles: str | None = None, on_ready: Callable[[str], None] | None = None,
-          core: str | None = None) -> None:
-    """Serve the map page until interrupted; ``on_ready(url)`` once it answers."""
+          core: str | None = None, public: bool = False) -> None:
+    """Serve the map page until interrupted; ``on_ready(url)`` once it answers. A ``host``
+    that is not a loopback address needs ``public``."""
     check_tiles(tiles)
+    check_bind(host, public)
     sock = bind(host, port)
     try:
         session = open_session(dataset, read_only=True)

@@ -8,8 +8,10 @@ those of ``mtquery.cli.output`` (the same JSON, CSV and Parquet).
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -25,6 +27,20 @@ LIMIT = 4
 _slots = threading.BoundedSemaphore(LIMIT)
 MEDIA = {"json": "application/json", "geojson": "application/geo+json",
          "csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+
+
+_busy = [0]
+_busy_lock = threading.Lock()
+
+
+def _trim() -> None:
+    """Give the freed heap back to the system once no answer is being sent (glibc keeps
+    the memory of its per-thread arenas otherwise: the server would stay at its peak)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def _slices(table: pa.Table) -> Iterator[pa.Table]:
@@ -66,11 +82,18 @@ class Slot:
         if not _slots.acquire(timeout=timeout):
             raise DataError("the server is busy with other large answers; try again")
         self._held = True
+        with _busy_lock:
+            _busy[0] += 1
 
     def release(self) -> None:
         if self._held:
             self._held = False
             _slots.release()
+            with _busy_lock:
+                _busy[0] -= 1
+                idle = _busy[0] == 0
+            if idle:
+                _trim()
 
     def __del__(self) -> None:  # an answer that was never started
         self.release()
