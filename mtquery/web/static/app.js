@@ -347,6 +347,7 @@ function heatLegend(heat, what) {
 }
 
 let heatTimer = null;
+let heatSeq = 0;
 async function runHeat() {
   if (!$('heat-toggle').checked) {
     if (state.heatKind === 'query') { state.heat = null; heatLegend(null); }
@@ -354,8 +355,10 @@ async function runHeat() {
   }
   if (!state.query) return message('run a query first: the heat map shows its similarity over the view');
   const box = visibleBox();
+  const seq = ++heatSeq; // a later call (the view moved again) wins
   try {
     const r = await api('/api/score', { ...state.query, ...filters(), bbox: box ? box.join(',') : undefined, limit: 1 });
+    if (seq !== heatSeq || !$('heat-toggle').checked) return;
     state.heat = r.heatmap; state.heatKind = 'query';
     heatLegend(r.heatmap, 'similarity');
     mtq.heats += 1;
