@@ -204,18 +204,17 @@ class Sums:
         return max(0, first), min(self.blocks, max(last, first + 1))
 
 
-def read_sums(path: str | Path) -> Sums:
+def read_sums(path: str | Path, fresh: bool = False) -> Sums:
     """The checksums of ``path``; Damaged when the sidecar is missing or damaged, or the
-    file's size is not the size it was written with."""
-    path = os.fspath(path)  # plain strings: this runs for every query
-    side = path + SUFFIX
+    file's size is not the size it was written with. Read once per process and version of
+    the file (one stat a call: this runs for every query); ``fresh``: read the sidecar now."""
+    path = os.fspath(path)
     try:
-        st = os.stat(side)
         fst = os.stat(path)
-    except FileNotFoundError as exc:
-        raise Damaged(exc.filename or side, "missing") from None
-    return _read_sums(path, side, st.st_size, st.st_mtime_ns, st.st_ino,
-                      fst.st_size, fst.st_mtime_ns, fst.st_ino)
+    except FileNotFoundError:
+        raise Damaged(path, "missing") from None
+    read = _read_sums.__wrapped__ if fresh else _read_sums
+    return read(path, fst.st_size, fst.st_mtime_ns, fst.st_ino)
 
 
 def clear_cache() -> None:
@@ -224,9 +223,12 @@ def clear_cache() -> None:
 
 
 @lru_cache(maxsize=64)
-def _read_sums(path: str, side: str, _size: int, _mtime: int, _ino: int, fsize: int,
-               _fmtime: int, _fino: int) -> Sums:
-    raw = Path(side).read_bytes()
+def _read_sums(path: str, fsize: int, _fmtime: int, _fino: int) -> Sums:
+    side = path + SUFFIX
+    try:
+        raw = Path(side).read_bytes()
+    except FileNotFoundError:
+        raise Damaged(side, "missing") from None
     if len(raw) < 32 or raw[:8] != MAGIC or _h64(raw[:-8]) != int(
             np.frombuffer(raw[-8:], "<u8")[0]):
         raise Damaged(side, "checksum file does not match its own checksum")

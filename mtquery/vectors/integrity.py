@@ -105,7 +105,7 @@ def verify_blocks(sums: Sums, buf: memoryview, blocks: np.ndarray | range) -> No
 def verify_file(path: str | Path, force: bool = False) -> Sums:
     """Check a whole file against its checksums: the blocks this process has not checked
     yet (every block, and always, when ``force``)."""
-    sums = read_sums(path)
+    sums = read_sums(path, fresh=force)
     if force or (_ENABLED[0] and not sums.all_checked):
         with mapped(Path(path)) as buf:
             for b in range(sums.blocks):
@@ -189,7 +189,9 @@ def verify_rows(path: str | Path, rows: np.ndarray, ids: np.ndarray) -> None:
             return
         ids, rows = ids[rest], rows[rest]
     hpath = os.path.join(os.path.dirname(os.fspath(path)), ROW_HASHES)
-    stored = _row_hash_map(hpath)
+    stored = sums.rows_checked.get("hashes")
+    if stored is None:  # the row hashes of this version of the vector file (a store is
+        stored = sums.rows_checked["hashes"] = _row_hash_map(hpath)  # rebuilt as a whole)
     if ids.max() >= len(stored):
         raise Damaged(hpath, "fewer row hashes than rows")
     bad = np.flatnonzero(row_hashes(rows) != stored[ids])
@@ -211,7 +213,8 @@ def _row_hash_map(path: str) -> np.ndarray:
 def _row_hash_memmap(path: str, size: int, _mtime: int, _ino: int) -> np.ndarray:
     if size == 0:
         return np.empty(0, "<u8")
-    return np.memmap(path, dtype="<u8", mode="r", shape=(size // 8,))
+    # a plain view of the map: indexing a np.memmap costs ~50 us a query in its subclass hooks
+    return np.asarray(np.memmap(path, dtype="<u8", mode="r", shape=(size // 8,)))
 
 
 # ---------------------------------------------------------------- whole folders
