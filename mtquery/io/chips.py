@@ -135,62 +135,20 @@ def _image_size(data: bytes) -> tuple[int, int, str]:
 # ---------------------------------------------------------------- remote parquet by range
 
 
-class RangeFile(io.RawIOBase):
-    """A seekable read-only file over ``mtquery.io.remote.read_range`` (for pyarrow)."""
-
-    def __init__(self, url: str, size: int) -> None:
-        super().__init__()
-        self.url, self.size, self.pos = url, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def read(self, n: int = -1) -> bytes:
-        from mtquery.io.remote import read_range
-
-        n = self.size - self.pos if n is None or n < 0 else min(n, self.size - self.pos)
-        if n <= 0:
-            return b""
-        data, _ = read_range(self.url, self.pos, n, self.size)
-        self.pos += len(data)
-        return data
-
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
-
-
 def _remote_parquet(url: str) -> pq.ParquetFile:
-    """A ParquetFile over ``url`` read by range (its footer read once per process)."""
-    from mtquery.io.remote import read_range
+    """A ParquetFile over ``url`` read by range through the one HTTP layer
+    (``mtquery.io.rangefile``); its footer parsed once per process."""
+    from mtquery.io.rangefile import RangeFile
 
-    def footer() -> tuple[int, pq.FileMetaData]:
-        tail, size = read_range(url, None, 64 << 10)
-        if len(tail) < 12 or tail[-4:] != b"PAR1":
-            raise DataError(f"{url} is not a Parquet file")
-        n = int.from_bytes(tail[-8:-4], "little")
-        if n + 8 > len(tail):
-            more, _ = read_range(url, size - n - 8, n + 8 - len(tail), size)
-            tail = more + tail
+    f = RangeFile(url)  # one suffix request: the size and the footer
+
+    def footer() -> pq.FileMetaData:
         try:
-            return size, pq.read_metadata(pa.BufferReader(tail[-(n + 8):]))
+            return pq.read_metadata(f)
         except (OSError, ValueError, pa.ArrowException) as exc:
-            raise DataError(f"{url}: unreadable Parquet footer ({exc})") from exc
+            raise DataError(f"{url}: not a readable Parquet file ({exc})") from exc
 
-    size, md = _FOOTERS.get_or(url, footer)
-    return pq.ParquetFile(RangeFile(url, size), metadata=md, pre_buffer=True)
+    return pq.ParquetFile(f, metadata=_FOOTERS.get_or(url, footer), pre_buffer=True)
 
 
 def open_parquet(source: str) -> pq.ParquetFile:
