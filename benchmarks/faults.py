@@ -25,6 +25,11 @@ Disk corruption (``--only disk``, benchmarks/faults_disk.py): N stored files of 
 of the exact-scan cache damaged at random; runs, faults injected, wrong answers, partial
 outputs and hangs (all three must be 0).
 
+Network faults (``--only network``, benchmarks/faults_network.py): info, a region knn and
+extract of a remote dataset behind a local server answering 500 / 429, cutting and stalling
+bodies, and Ctrl-C during a stall; runs, faults injected, wrong answers, partial outputs and
+hangs (all three must be 0).
+
     python benchmarks/faults.py [N=10] [--seed 0] [--keep DIR] [--only optimize,index,disk]
 """
 
@@ -397,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", type=int, default=60_000, help="rows of the synthetic datasets")
     ap.add_argument("--cells", type=int, default=4, help="Core samples for generate")
-    ap.add_argument("--only", default="optimize,index,generate,extract,disk")
+    ap.add_argument("--only", default="optimize,index,generate,extract,disk,network")
     ap.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     ap.add_argument("--retries", type=int, default=3, help="when a command cannot start")
     ap.add_argument("--retry-wait", type=float, default=180.0)
@@ -427,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
                 extra_tables.append(disk_table(disk_rows))
                 notes += disk_notes
                 failed |= disk_failed
+                continue
+            if key == "network":  # network-fault rows: benchmarks/faults_network.py
+                import faults_network
+
+                net_rows = faults_network.run(args.n, work=work / "network")
+                extra_tables.append(faults_network.table(net_rows))
+                failed |= faults_network.failed(net_rows)
                 continue
             case = makers[key]()
             try:

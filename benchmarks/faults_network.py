@@ -202,6 +202,23 @@ def run(n: int = 3, rows: int = 30_000, work: Path | None = None) -> list[tuple]
     return [r.cells() for r in out]
 
 
+def table(rows: list[tuple]) -> str:
+    """The rows under ``HEADER``, aligned."""
+    width = [max(len(str(r[i])) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    lines = []
+    for j, r in enumerate([HEADER, *rows]):
+        lines.append("  ".join(str(c).ljust(width[i]) if i == 0 else str(c).rjust(width[i])
+                               for i, c in enumerate(r)))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in width))
+    return "\n".join(lines)
+
+
+def failed(rows: list[tuple]) -> bool:
+    """A wrong answer, a partial output or a hang anywhere."""
+    return any(r[3] or r[4] or r[5] for r in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -209,15 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("n", nargs="?", type=int, default=3, help="runs per command and fault")
     ap.add_argument("--rows", type=int, default=30_000)
     args = ap.parse_args(argv)
+    t0 = time.perf_counter()
     rows = run(args.n, args.rows)
-    width = [max(len(str(r[i])) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-    for j, r in enumerate([HEADER, *rows]):
-        print("  ".join(str(c).ljust(width[i]) if i == 0 else str(c).rjust(width[i])
-                        for i, c in enumerate(r)))
-        if j == 0:
-            print("  ".join("-" * w for w in width))
-    bad = sum(r[3] + r[4] + r[5] for r in rows)
-    return 1 if bad else 0
+    print(table(rows))
+    print(f"{args.n} run(s) per command and fault, {time.perf_counter() - t0:.0f} s")
+    return 1 if failed(rows) else 0
 
 
 if __name__ == "__main__":
