@@ -114,7 +114,7 @@ def classify_labels(data: Path, st, q: np.ndarray, n: int = 1000) -> tuple[list,
 
 def run_distribution(out: Path, rows: int, dim: int, dist: str, rows_out: list) -> None:
     import mtquery
-    from mtquery.find.kernel import store_dot
+    from mtquery.find.kernel import scan_threads, store_dot
     from mtquery.io.cache import cached_store
     from mtquery.io.datasets import resolve
 
@@ -125,8 +125,9 @@ def run_distribution(out: Path, rows: int, dim: int, dist: str, rows_out: list) 
     rng = np.random.default_rng(1)
     q = s32.vectors(np.array([123]))[0] + 0.3 * rng.normal(size=dim).astype(np.float32) / 28
     q = (q / np.linalg.norm(q)).astype(np.float32)
-    t16, r16 = best(lambda: store_dot(s16, q))
-    t32, r32 = best(lambda: store_dot(s32, q))
+    t16, r16 = best(lambda: store_dot(s16, q), repeat=5)
+    t16one, _ = best(lambda: store_dot(s16, q, threads=1), repeat=5)
+    t32, r32 = best(lambda: store_dot(s32, q), repeat=5)
     tnp, _ = best(lambda: numpy_half(s16, q), repeat=1)
     base = duckdb_baselines(data, q, dim)
     tdb, rdb = base["table"]
@@ -134,8 +135,10 @@ def run_distribution(out: Path, rows: int, dim: int, dist: str, rows_out: list) 
     diff32 = float(np.nanmax(np.abs(r32 - rdb)))
     diff16 = float(np.nanmax(np.abs(r16 - rdb)))
     gb16 = rows * dim * 2 / 1e9
-    for name, t, diff in (("kernel float16 store", t16, diff16),
-                          ("kernel float32 store", t32, diff32),
+    threads = scan_threads()
+    for name, t, diff in ((f"kernel float16 store, {threads} threads", t16, diff16),
+                          ("kernel float16 store, 1 thread", t16one, diff16),
+                          (f"kernel float32 store, {threads} threads", t32, diff32),
                           ("NumPy float16 cast + BLAS", tnp, None),
                           ("DuckDB array_cosine_similarity, table", tdb, 0.0),
                           ("DuckDB array_cosine_similarity, Parquet", tpq, None)):
@@ -278,7 +281,7 @@ def main() -> None:
     rows_out: list[dict] = []
     for dist in DISTRIBUTIONS:
         run_distribution(out, a.rows, a.dim, dist, rows_out)
-        print(json.dumps(rows_out[-7:], indent=1), file=sys.stderr)
+        print(json.dumps(rows_out[-8:], indent=1), file=sys.stderr)
     if not a.skip_big:
         run_big(out, a.rows, a.big_rows, a.big_dim, a.dim, rows_out)
         if not a.keep:

@@ -127,6 +127,15 @@ def test_index_float16_store_scores(data, tmp_path):
     assert np.abs(got - exact16).max() <= 1e-6
     ids = np.array([1, 2, 3, 700, 701, 5000, 5999])
     assert np.abs(store_dot(store, q, ids) - exact16[ids]).max() <= 1e-6
+    from mtquery.find import kernel
+
+    kernel_min = kernel.MIN_SHARE
+    try:  # several threads, each its share of the file: the same scores
+        kernel.MIN_SHARE = 500
+        assert np.array_equal(store_dot(store, q, threads=3), got)
+        assert np.abs(store_dot(store, q, ids, threads=2) - got[ids]).max() <= 1e-6
+    finally:
+        kernel.MIN_SHARE = kernel_min
     scored = mtquery.score(str(copy), vector=q)
     want = brute(table, q)
     diff = [abs(s - want[u]) for u, s in zip(scored.column("unique_id").to_pylist(),

@@ -19,6 +19,7 @@ matrix-vector product per batch, each row's own norm dividing its score.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -35,6 +36,8 @@ DOT_BYTES = 1 << 20
 RELEASE_BYTES = 64 << 20
 #: ids further apart than this many rows start a new run (gathered separately)
 RUN_GAP = 4096
+#: rows a scan thread gets at least
+MIN_SHARE = 1 << 17
 #: int32 mask that clears the bits 30..28 a sign-extended negative half leaves behind
 _HALF_MASK = np.int32(-1879048193)  # 0x8FFFFFFF
 _HALF_SCALE = 2.0 ** 112
@@ -143,6 +146,7 @@ class StoreScanner:
         if hi <= lo:
             return
         rb = self.row_bytes
+        self._released = max(self._released, (lo * rb // mmap.PAGESIZE) * mmap.PAGESIZE)
         for a, b in integrity.scan_blocks(self.sums, self._buf, lo * rb, hi * rb):
             r0, r1 = a // rb, b // rb
             out = np.empty(r1 - r0, dtype=np.float32)
@@ -178,26 +182,53 @@ class StoreScanner:
         return out
 
 
+def scan_threads() -> int:
+    """Threads a whole-store scan uses: the CPUs this process may run on, at most 4 (NumPy
+    and BLAS release the GIL; each thread walks its own share of the file)."""
+    try:
+        return max(1, min(4, len(os.sched_getaffinity(0))))
+    except AttributeError:  # not Linux
+        return max(1, min(4, os.cpu_count() or 1))
+
+
 def store_dot(store: VectorStore, v: np.ndarray, ids: np.ndarray | None = None,
-              on_rows: Callable[[int], None] | None = None) -> np.ndarray:
+              on_rows: Callable[[int], None] | None = None,
+              threads: int | None = None) -> np.ndarray:
     """``x . v`` for every row (or the sorted row ``ids``) of ``store``; NaN for rows with
-    invalid vectors. ``on_rows(n)`` is called as rows are done (progress)."""
-    with StoreScanner(store, v) as scanner:
-        if ids is not None:
-            ids = np.asarray(ids, dtype=np.int64)
-            out = np.empty(len(ids), dtype=np.float32)
-            step = 1 << 18
-            for lo in range(0, len(ids), step):
-                out[lo:lo + step] = scanner.rows(ids[lo:lo + step])
+    invalid vectors. Large scans are split in ``threads`` contiguous shares (default
+    ``scan_threads()``), each with its own scanner. ``on_rows(n)`` is called as rows are
+    done (progress)."""
+    n = store.n if ids is None else len(ids)
+    out = np.empty(n, dtype=np.float32)
+    ids = None if ids is None else np.asarray(ids, dtype=np.int64)
+    parts = threads or scan_threads()
+    parts = max(1, min(parts, n // MIN_SHARE))
+    cuts = [n * i // parts for i in range(parts + 1)]
+
+    def share(i: int) -> None:
+        lo, hi = cuts[i], cuts[i + 1]
+        with StoreScanner(store, v) as scanner:
+            if ids is not None:
+                for a in range(lo, hi, 1 << 18):
+                    b = min(hi, a + (1 << 18))
+                    out[a:b] = scanner.rows(ids[a:b])
+                    if on_rows is not None:
+                        on_rows(b - a)
+                return
+            for a, s in scanner.ranges(lo, hi):
+                out[a:a + len(s)] = s
                 if on_rows is not None:
-                    on_rows(len(ids[lo:lo + step]))
-            return out
-        out = np.empty(store.n, dtype=np.float32)
-        for a, s in scanner.ranges():
-            out[a:a + len(s)] = s
-            if on_rows is not None:
-                on_rows(len(s))
+                    on_rows(len(s))
+
+    if parts == 1:
+        share(0)
         return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(parts) as pool:
+        for f in [pool.submit(share, i) for i in range(parts)]:
+            f.result()  # an error (a damaged block) is raised here
+    return out
 
 
 def batch_dot(column: pa.Array | pa.ChunkedArray, v: np.ndarray, dim: int) -> np.ndarray:
