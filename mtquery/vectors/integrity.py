@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -141,6 +142,41 @@ def scan_blocks(sums: Sums, buf: memoryview, lo: int, hi: int
                 raise _mismatch(sums, b)
             checked[b] = True
         yield max(a, lo), min(z, hi)
+
+
+#: threads of a first (checking) scan: XXH3 and numpy's dot both release the GIL, so blocks
+#: are hashed and scored on several cores (4 threads beat one 1.4-1.5x on a 2-core box)
+SCAN_THREADS = min(8, max(4, os.cpu_count() or 1))
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def scan_parallel(sums: Sums, buf: memoryview, work: Callable[[int, int], None]) -> None:
+    """Every block of ``buf`` checked (unless checked before) and handed to ``work(a, z)``
+    (its byte range) right after, on SCAN_THREADS threads, each a contiguous run of blocks;
+    the first damaged block raises Damaged."""
+    nb = sums.blocks
+    off, hashes, checked = sums.offsets, sums.hashes, sums.checked
+    check = _ENABLED[0]
+
+    def part(b0: int, b1: int) -> None:
+        for b in range(b0, b1):
+            a, z = int(off[b]), int(off[b + 1])
+            if check and not checked[b]:
+                if _h64(buf[a:z]) != hashes[b]:
+                    raise _mismatch(sums, b)
+                checked[b] = True
+            work(a, z)
+
+    t = min(SCAN_THREADS, nb)
+    if t <= 1:
+        part(0, nb)
+        return
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="mtquery-scan"))
+    cuts = [nb * i // t for i in range(t + 1)]
+    futures = [_POOL[0].submit(part, cuts[i], cuts[i + 1]) for i in range(t)]
+    for f in futures:
+        f.result()
 
 
 def row_blocks(sums: Sums, ids: np.ndarray, row_bytes: int) -> np.ndarray:

@@ -351,14 +351,17 @@ class VectorStore:
             return out
         rb = self.dim * x.itemsize
         buf = memoryview(x.reshape(-1).view(np.uint8))
-        if ids is None:
+        if ids is None:  # first read: each block hashed then scored, on several threads
             f32 = x.dtype == np.float32
-            for a, b in integrity.scan_blocks(sums, buf, 0, n * rb):
+
+            def score(a: int, b: int) -> None:
                 lo, hi = a // rb, b // rb
                 if f32:
                     np.dot(x[lo:hi], q, out=out[lo:hi])
                 else:
                     out[lo:hi] = x[lo:hi].astype(np.float32) @ q
+
+            integrity.scan_parallel(sums, buf, score)
             return out
         ids = np.asarray(ids, dtype=np.int64)
         by_block = integrity.check_rows(sums, buf, ids, rb)
