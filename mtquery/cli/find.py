@@ -18,9 +18,18 @@ from mtquery.cli.options import (
     CellOpt,
     DatasetOpt,
     EndOpt,
+    IdOpt,
+    ImageOpt,
+    LatOpt,
+    LonOpt,
     MaxReadOpt,
+    ModelOpt,
+    NotIdOpt,
     QuietOpt,
     StartOpt,
+    TextOpt,
+    VectorOpt,
+    WeightsOpt,
     cost_first,
     session_for,
 )
@@ -87,20 +96,15 @@ def _written(paths: list[Path | None]) -> list[str]:
 
 def score(
     dataset: DatasetOpt = None,
-    lat: Annotated[float | None, typer.Option(help="Query: the fragment covering this point "
-                                              "(with --lon).")] = None,
-    lon: Annotated[float | None, typer.Option(help="Longitude of the query point.")] = None,
-    id: Annotated[list[str] | None, typer.Option("--id", help="Query: a unique_id (or unique "
-                                                 "prefix); repeat for several examples.")
-                  ] = None,
-    not_id: Annotated[list[str] | None, typer.Option("--not-id", help="A negative example "
-                                                     "(repeatable).")] = None,
-    vector: Annotated[Path | None, typer.Option(help="Query: a vector in a .npy file.")] = None,
-    text: Annotated[str | None, typer.Option(help="Query: a text (models with a text "
-                                             "tower).")] = None,
-    image: Annotated[Path | None, typer.Option(help="Query: an image file.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model for --text/--image.")] = None,
-    weights: Annotated[str | None, typer.Option(help="Weights for --text/--image.")] = None,
+    lat: LatOpt = None,
+    lon: LonOpt = None,
+    id: IdOpt = None,
+    not_id: NotIdOpt = None,
+    vector: VectorOpt = None,
+    text: TextOpt = None,
+    image: ImageOpt = None,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
     bbox: BBoxOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,

@@ -186,3 +186,30 @@ def check_output(fmt: str, output: Path | None) -> None:
     from mtquery.cli.output import check_output_args
 
     check_output_args(fmt, output)
+
+
+# ---------------------------------------------------------------- what to search with
+# (knn, score): one declaration each, so the commands take a query the same way
+LatOpt = Annotated[float | None, typer.Option(help="Query by the fragment covering this "
+                                              "point (with --lon).")]
+LonOpt = Annotated[float | None, typer.Option(help="Longitude of the query point.")]
+IdOpt = Annotated[list[str] | None, typer.Option("--id", help="Query by unique_id (or a "
+                                                 "unique prefix of 8+ characters); repeat "
+                                                 "for several examples (their mean "
+                                                 "direction).")]
+NotIdOpt = Annotated[list[str] | None, typer.Option("--not-id", help="A negative example "
+                                                    "(repeatable): the query moves away "
+                                                    "from it (half the weight of the "
+                                                    "positives).")]
+VectorOpt = Annotated[Path | None, typer.Option(help="Query by a vector in a .npy file.")]
+TextOpt = Annotated[str | None, typer.Option(help="Query by a text, embedded with the "
+                                             "dataset's model (models with a text tower: "
+                                             "siglip).")]
+ImageOpt = Annotated[Path | None, typer.Option(help="Query by an image: a GeoTIFF with the "
+                                               "model's bands, or PNG/JPEG for RGB models; "
+                                               "a square fragment.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model for --text/--image (default: the "
+                                              "dataset's, from its manifest or catalog "
+                                              "entry).")]
+WeightsOpt = Annotated[str | None, typer.Option(help="Weights for --text/--image: a path, or "
+                                                "'random' (the untrained architecture).")]

@@ -17,11 +17,20 @@ from mtquery.cli.options import (
     DatasetOpt,
     DryRunOpt,
     EndOpt,
+    IdOpt,
+    ImageOpt,
+    LatOpt,
+    LonOpt,
     MaxReadOpt,
+    ModelOpt,
+    NotIdOpt,
     OutputOpt,
     QuietOpt,
     ShowSqlOpt,
     StartOpt,
+    TextOpt,
+    VectorOpt,
+    WeightsOpt,
     check_output,
     cost_first,
     hide_pandas,
@@ -211,32 +220,17 @@ def search(
 
 def knn(
     dataset: DatasetOpt = None,
-    lat: Annotated[float | None, typer.Option(help="Query by the fragment covering this "
-                                              "point (with --lon).")] = None,
-    lon: Annotated[float | None, typer.Option(help="Longitude of the query point.")] = None,
-    id: Annotated[list[str] | None, typer.Option("--id", help="Query by unique_id (or a "
-                                                 "unique prefix of 8+ characters); repeat "
-                                                 "for several examples (their mean "
-                                                 "direction).")] = None,
+    lat: LatOpt = None,
+    lon: LonOpt = None,
+    id: IdOpt = None,
     ids: Annotated[str | None, typer.Option("--ids", help="Several examples as one "
                                             "comma-separated list of unique_ids.")] = None,
-    not_id: Annotated[list[str] | None, typer.Option("--not-id", help="A negative example "
-                                                     "(repeatable): the query moves away "
-                                                     "from it (half the weight of the "
-                                                     "positives).")] = None,
-    vector: Annotated[Path | None, typer.Option(help="Query by a vector in a .npy file.")] = None,
-    text: Annotated[str | None, typer.Option(help="Query by a text, embedded with the "
-                                             "dataset's model (models with a text tower: "
-                                             "siglip).")] = None,
-    image: Annotated[Path | None, typer.Option(help="Query by an image: a GeoTIFF with the "
-                                               "model's bands, or PNG/JPEG for RGB models; "
-                                               "a square fragment.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model for --text/--image (default: the "
-                                              "dataset's, from its manifest or catalog "
-                                              "entry).")] = None,
-    weights: Annotated[str | None, typer.Option(help="Weights for --text/--image: a path, or "
-                                                "'random' (the untrained architecture).")
-                       ] = None,
+    not_id: NotIdOpt = None,
+    vector: VectorOpt = None,
+    text: TextOpt = None,
+    image: ImageOpt = None,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Number of neighbours.")] = 10,
     bbox: BBoxOpt = None,
     start: StartOpt = None,
