@@ -215,6 +215,8 @@ def failure(url: str, exc: BaseException, s: Settings | None = None) -> str:
     reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
     if isinstance(reason, ResponseError) and "redirect" in str(reason):
         return f"too many redirects reading {url}"
+    if isinstance(reason, NameResolutionError):
+        return f"cannot reach {netloc}: unknown host ({url})"
     if isinstance(reason, NewConnectionError):  # a subclass of ConnectTimeoutError
         text = str(reason).lower()
         why = "connection refused" if "refused" in text else "cannot connect"
@@ -227,8 +229,6 @@ def failure(url: str, exc: BaseException, s: Settings | None = None) -> str:
     if isinstance(reason, ReadTimeoutError):
         return (f"no answer from {netloc} within {s.timeout:g} s reading {url}{tries}; "
                 f"${ENV_TIMEOUT} sets the limit")
-    if isinstance(reason, NameResolutionError):
-        return f"cannot reach {netloc}: unknown host ({url})"
     if isinstance(reason, ProtocolError):
         return f"connection lost reading {url}: {_words(reason)}{tries}"
     return f"cannot read {url}: {_words(reason)}{tries}"
