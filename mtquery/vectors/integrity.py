@@ -108,14 +108,15 @@ def verify_file(path: str | Path, force: bool = False) -> Sums:
     yet (every block, and always, when ``force``)."""
     sums = read_sums(path, fresh=force)
     if force or (_ENABLED[0] and not sums.all_checked):
+        if force:
+            sums.checked[:] = False  # every block, now
         with mapped(Path(path)) as buf:
-            for b in range(sums.blocks):
-                if not force and sums.checked[b]:
-                    continue
-                if _h64(buf[sums.offsets[b]:sums.offsets[b + 1]]) != sums.hashes[b]:
-                    raise _mismatch(sums, b)
-                sums.checked[b] = True
+            scan_parallel(sums, buf, _nothing, check=True)
     return sums
+
+
+def _nothing(a: int, z: int) -> None:
+    return None
 
 
 def read_verified(path: str | Path) -> bytes:
@@ -150,13 +151,14 @@ SCAN_THREADS = min(8, max(4, os.cpu_count() or 1))
 _POOL: list[ThreadPoolExecutor] = []
 
 
-def scan_parallel(sums: Sums, buf: memoryview, work: Callable[[int, int], None]) -> None:
+def scan_parallel(sums: Sums, buf: memoryview, work: Callable[[int, int], None],
+                  check: bool | None = None) -> None:
     """Every block of ``buf`` checked (unless checked before) and handed to ``work(a, z)``
     (its byte range) right after, on SCAN_THREADS threads, each a contiguous run of blocks;
     the first damaged block raises Damaged."""
     nb = sums.blocks
     off, hashes, checked = sums.offsets, sums.hashes, sums.checked
-    check = _ENABLED[0]
+    check = _ENABLED[0] if check is None else check
 
     def part(b0: int, b1: int) -> None:
         for b in range(b0, b1):
