@@ -6,10 +6,11 @@ The ground truth is given: the build computes it in its one pass over the rows (
 as a matrix against each chunk, :class:`mtquery.vectors.chunks.Truth`); an update or the
 ``ivf-sq8`` kind gets it from :func:`exact_neighbours`, one batched pass over the store.
 
-For each nprobe (1, 2, 4, ... nlist) one batched search gives every query's candidates, best
-code estimate first, to the deepest depth tried; each query's candidates are rescored once
-and the recall of every shallower depth is read off prefixes, so the whole (nprobe, depth)
-grid costs one search and one gather per nprobe. Among the settings reaching the target
+For each nprobe (nlist / 256 or 1, then doubling) one batched search gives every query's
+candidates, best code estimate first, to the deepest depth tried; a candidate row is rescored
+once per calibration (most come back at the next nprobe) and the recall of every shallower
+depth is read off prefixes, so the whole (nprobe, depth) grid costs one search per nprobe
+and one gather of the rows it brings. Among the settings reaching the target
 plus MARGIN, the one of least estimated work (codes scanned + RERANK_COST per rescored
 candidate) wins, deterministically; its single-query latency is then timed. When it is
 slower than ``budget`` x the exact scan (timed the same way), or no setting reaches the
@@ -28,7 +29,7 @@ K = 10
 DEPTHS = (20, 30, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600)
 QUERIES = 128
 TIMED = 32
-EXACT_TIMED = 3
+EXACT_TIMED = 2
 #: the calibration queries are a sample: aim this much above the target so other queries
 #: reach it too (128 queries x 10 neighbours: a standard error of ~0.006 at recall 0.95)
 MARGIN = 0.015
@@ -56,7 +57,10 @@ def exact_neighbours(vec: np.ndarray, q: np.ndarray, k: int, batch: int = 262_14
 
 
 def _recall_by_depth(idx, q: np.ndarray, truth: np.ndarray, nprobe: int,
-                     depths: list[int]) -> dict[int, float]:
+                     depths: list[int], known: list[dict]) -> dict[int, float]:
+    """Recall at each depth for one nprobe; ``known`` (one dict a query) keeps the scores of
+    rows already rescored at a smaller nprobe (most of the candidates come back), so each
+    store row is gathered once per calibration."""
     from mtquery.vectors.index import faiss_module
 
     faiss = faiss_module()
@@ -72,7 +76,13 @@ def _recall_by_depth(idx, q: np.ndarray, truth: np.ndarray, nprobe: int,
         c = c[c >= 0]
         if not len(c):
             continue
-        s = np.nan_to_num(np.einsum("ij,j->i", idx.store.vectors(c), q[i]), nan=-np.inf)
+        seen = known[i]
+        new = np.array([r for r in c.tolist() if r not in seen], dtype=np.int64)
+        if len(new):
+            s_new = np.einsum("ij,j->i", idx.store.vectors(np.sort(new)), q[i])
+            seen.update(zip(np.sort(new).tolist(), np.nan_to_num(s_new, nan=-np.inf)
+                            .tolist()))
+        s = np.array([seen[r] for r in c.tolist()], dtype=np.float32)
         want = set(truth[i].tolist())
         for depth in depths:
             top = np.argsort(-s[:depth], kind="stable")[:k]
@@ -100,14 +110,17 @@ def calibrate(idx, q: np.ndarray, truth: np.ndarray, target: float = 0.95,
     q = np.asarray(q, dtype=np.float32)
     k = int(truth.shape[1]) if len(q) else min(K, n)
     depths = [int(rerank)] if rerank else [d for d in DEPTHS if d < n] or [n]
-    probes = [int(nprobe)] if nprobe else sorted({min(idx.nlist, 2 ** i)
+    # from nlist / 256 lists up: fewer never reach the target at scale (1 on small data)
+    first = max(1, idx.nlist // 256)
+    probes = [int(nprobe)] if nprobe else sorted({min(idx.nlist, first * 2 ** i)
                                                   for i in range(0, 14)})
     curve: dict[str, dict[str, float]] = {}
     reaching: list[tuple[int, int]] = []  # (nprobe, smallest depth reaching the target)
     aim = min(1.0, target + MARGIN)
     prev = None
+    known: list[dict] = [{} for _ in range(len(q))]
     for p in probes:
-        rec = _recall_by_depth(idx, q, truth, p, depths) if len(q) else \
+        rec = _recall_by_depth(idx, q, truth, p, depths, known) if len(q) else \
             dict.fromkeys(depths, 1.0)
         curve[str(p)] = {str(d): round(r, 4) for d, r in rec.items()}
         ok = [d for d in depths if rec[d] >= aim]
