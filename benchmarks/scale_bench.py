@@ -120,14 +120,14 @@ def exact_truth(files: list[Path], q: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- measuring
 
 
-def run_build(data: Path, out: Path) -> dict:
+def run_build(data: Path, out: Path, extra: list[str] | None = None) -> dict:
     """``mtquery index build`` in a child: wall, CPU, peak RssAnon (MB)."""
     shutil.rmtree(out, ignore_errors=True)
     before = os.times()
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "mtquery", "index", "build", str(data),
-                             "-o", str(out), "-q"], cwd=ROOT, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
+                             "-o", str(out), "-q", *(extra or [])], cwd=ROOT,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     peak = [0]
 
     def sample() -> None:
@@ -253,7 +253,7 @@ def extrapolate(rows: list[dict]) -> str:
     lines = ["| EXTRAPOLATED from | set | build (2 cores) | resident codes | store on disk "
              "(float16) |", "|---|---|---|---|---|"]
     for dist in sorted({r["dist"] for r in rows}):
-        ours = [r for r in rows if r["dist"] == dist and r["engine"] == "mtquery"]
+        ours = [r for r in rows if r["dist"] == dist and r["engine"].startswith("mtquery")]
         if not ours:
             continue
         big = max(ours, key=lambda r: r["rows_m"])
@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faiss-max", type=float, default=2.0, help="largest size (M) for the "
                     "faiss baseline (its flat assignment costs ~8x mtquery's)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--build-args", default="", help="extra 'index build' options, e.g. "
+                    "'--bits 2' (named in the engine column)")
     args = ap.parse_args(argv)
     work = args.work or args.data / "idx"
     work.mkdir(parents=True, exist_ok=True)
@@ -289,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
             files = sorted(d.glob("*.parquet"))
             truth = exact_truth(files, q)
             out = work / f"{dist}-{size:g}M.mtindex"
-            b = run_build(d, out)
+            b = run_build(d, out, args.build_args.split())
             idx = load_index(out)
             qm = measure_queries(lambda v, idx=idx: idx.search(v, K)[0], q, truth)
-            rows.append({"engine": "mtquery", **row_of(dist, size, b, qm, None)})
+            engine = f"mtquery {args.build_args}".strip()
+            rows.append({"engine": engine, **row_of(dist, size, b, qm, None)})
             print(table(rows[-1:]), file=sys.stderr)
             if size <= args.faiss_max:
                 m = b["manifest"]
