@@ -14,10 +14,9 @@ inside a dataset directory, or any ``index_dir``)::
     pca.faiss       ivf-sq8 only: the PCA rotation d -> d_pca (faiss VectorTransform)
     store/          the dataset's VectorStore (unit vectors, result columns, fingerprint)
 
-Resident memory is the IVF index (ivf-rabitq: about d * bits / 8 bytes a row, read into
-RAM; ivf-sq8: d_pca + 8 bytes a row, memory-mapped); the store is memory-mapped and only
-paged in for the few hundred candidates of a query. The exact scan uses the same store, so the
-vectors are on disk once. Row ids are the store's (files in dataset order, rows in order).
+Resident memory is the IVF index (ivf-rabitq: about d * bits / 8 bytes a row, in RAM;
+ivf-sq8: d_pca + 8 bytes a row, memory-mapped); the store is memory-mapped, paged in for the
+candidates of a query and shared with the exact scan. Row ids are the store's.
 
 Search: the query's projection probes ``nprobe`` lists; the best ``rerank`` candidates by code
 distance are rescored exactly and the top k returned. ``k`` above half the candidate budget

@@ -28,7 +28,6 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import DataError
-from mtquery.io.manifests import StoreMeta
 from mtquery.vectors import integrity, rowsfile
 from mtquery.vectors.ranking import (  # noqa: F401  (re-exported: the store's API)
     RESULT_COLUMNS,
@@ -313,6 +312,8 @@ def load_store(path: str | Path, fp: list[dict] | None = None) -> VectorStore | 
         meta = json.loads(raw)
         if meta.get("version") != FORMAT_VERSION or meta.get("dtype") not in DTYPES:
             return None
+        from mtquery.io.manifests import StoreMeta  # on use: cold start
+
         try:
             StoreMeta.from_dict(meta, meta_path)  # fields and their types
         except DataError:
