@@ -18,6 +18,7 @@ GeoParquet output (``--big-dim``), and the kernel over a float16 store of BIG x 
 
     flock /tmp/mtquery-heavy.lock .venv/bin/python benchmarks/find_bench.py
         [--rows 1000000] [--dim 768] [--big-rows 10000000] [--big-dim 64] [--out out/find_bench]
+        [--skip-big] [--tiled]
 """
 
 from __future__ import annotations
@@ -244,7 +245,8 @@ def tiled_store(out: Path, src_store: Path, times: int, dim: int) -> Path:
     return tiled
 
 
-def run_big(out: Path, rows: int, big_rows: int, big_dim: int, dim: int, rows_out: list) -> None:
+def run_big(out: Path, rows: int, big_rows: int, big_dim: int, dim: int, rows_out: list,
+            tiled: bool = False) -> None:
     # end to end: BIG x big_dim in 10 files, GeoParquet of every row written
     data = big_dataset(out, big_rows, big_dim)
     os.environ["MTQUERY_CACHE"] = str(out / "cache")
@@ -255,6 +257,8 @@ def run_big(out: Path, rows: int, big_rows: int, big_dim: int, dim: int, rows_ou
     rows_out.append({"distribution": "lowrank", "step": f"mtquery.score {r['scored']:,} x "
                      f"{big_dim} end to end, GeoParquet of all rows", "seconds":
                      round(r["seconds"], 1), "peak RSS MB": round(r["peak_rss_mb"])})
+    if not tiled:
+        return
     # kernel: a float16 store of BIG x dim (the lowrank store tiled)
     times = -(-big_rows // rows)
     tiled = tiled_store(out, out / f"lowrank_{rows}x{dim}.float16.store", times, dim)
@@ -273,7 +277,9 @@ def main() -> None:
     ap.add_argument("--big-dim", type=int, default=64)
     ap.add_argument("--out", default="out/find_bench")
     ap.add_argument("--skip-big", action="store_true")
-    ap.add_argument("--keep", action="store_true", help="keep the tiled BIG store")
+    ap.add_argument("--keep", action="store_true", help="keep the BIG outputs")
+    ap.add_argument("--tiled", action="store_true", help="also scan a float16 store of BIG x "
+                    "DIM rows (the DIM store tiled: BIG x DIM x 2 bytes of disk)")
     ap.add_argument("--json", help="also write the rows to this file")
     a = ap.parse_args()
     out = Path(a.out)
@@ -283,9 +289,10 @@ def main() -> None:
         run_distribution(out, a.rows, a.dim, dist, rows_out)
         print(json.dumps(rows_out[-8:], indent=1), file=sys.stderr)
     if not a.skip_big:
-        run_big(out, a.rows, a.big_rows, a.big_dim, a.dim, rows_out)
+        run_big(out, a.rows, a.big_rows, a.big_dim, a.dim, rows_out, a.tiled)
         if not a.keep:
             shutil.rmtree(out / "tiled.store", ignore_errors=True)
+            (out / "big_scores.parquet").unlink(missing_ok=True)
     cols = ["distribution", "step", "seconds", "vs DuckDB table", "GB/s (f16 bytes)",
             "max abs diff vs DuckDB", "peak RSS MB", "notes"]
     print("| " + " | ".join(cols) + " |")
