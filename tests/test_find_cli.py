@@ -165,7 +165,9 @@ def test_vector_of_another_dim(small, tmp_path, capsys):
 def test_missing_extras_are_named(small, tmp_path, capsys, monkeypatch):
     path, table, _ = small
     uid = table.column("unique_id")[0].as_py()
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # as on a core-only install
+    for name in [m for m in sys.modules if m.split(".")[0] in ("sklearn", "rasterio")]:
+        monkeypatch.setitem(sys.modules, name, None)  # as on a core-only install
+    monkeypatch.setitem(sys.modules, "sklearn", None)
     fails(capsys, tmp_path, 1, "pip install 'mtquery[eval]'", "classify", "-d", path,
           "--positive", uid)
     monkeypatch.setitem(sys.modules, "rasterio", None)
