@@ -41,6 +41,8 @@ def test_wheel_install_finds_sql_files(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "mtquery/sql/10_embeddings.sql" in names
     assert "mtquery/data/demo.parquet" in names
+    assert "mtquery/data/_mtquery/thumbnails/demo.parquet" in names  # the demo's image chips
+    assert "mtquery/web/static/view.js" in names and "mtquery/web/browser.py" not in names
     assert "mtquery/generate/__init__.py" in names and "mtquery/eval/__init__.py" in names
     assert not any(n.startswith(("generate/", "eval/", "sql/")) for n in names)
 
