@@ -7,15 +7,17 @@ as a matrix against each chunk, :class:`mtquery.vectors.chunks.Truth`); an updat
 ``ivf-sq8`` kind gets it from :func:`exact_neighbours`, one batched pass over the store.
 
 For each nprobe (nlist / 256 or 1, then doubling) one batched search gives every query's
-candidates, best code estimate first, to the deepest depth tried; a candidate row is rescored
-once per calibration (most come back at the next nprobe) and the recall of every shallower
-depth is read off prefixes, so the whole (nprobe, depth) grid costs one search per nprobe
-and one gather of the rows it brings. Among the settings reaching the target
-plus MARGIN, the one of least estimated work (codes scanned + RERANK_COST per rescored
-candidate) wins, deterministically; its single-query latency is then timed. When it is
-slower than ``budget`` x the exact scan (timed the same way), or no setting reaches the
-target, the manifest says why (``fallback``) and ``knn`` uses the exact scan for that
-dataset (``--index`` forces the index)."""
+candidates, best code estimate first, to the deepest depth tried. The exact rerank of a
+prefix keeps every true top-k row in it (each outscores all other rows), so the recall at
+every depth is read off the candidates' positions: the whole (nprobe, depth) grid costs one
+search per nprobe and no read of the store (at 4M rows, gathering 128 x 1600 rows a level
+from a memory-mapped store cost most of a minute on a busy machine).
+
+Among the settings reaching the target plus MARGIN, the one of least estimated work (codes
+scanned + RERANK_COST per rescored candidate) wins, deterministically; its single-query
+latency is then timed. When it is slower than ``budget`` x the exact scan (timed the same
+way), or no setting reaches the target, the manifest says why (``fallback``) and ``knn``
+uses the exact scan for that dataset (``--index`` forces the index)."""
 
 from __future__ import annotations
 
@@ -57,10 +59,11 @@ def exact_neighbours(vec: np.ndarray, q: np.ndarray, k: int, batch: int = 262_14
 
 
 def _recall_by_depth(idx, q: np.ndarray, truth: np.ndarray, nprobe: int,
-                     depths: list[int], known: list[dict]) -> dict[int, float]:
-    """Recall at each depth for one nprobe; ``known`` (one dict a query) keeps the scores of
-    rows already rescored at a smaller nprobe (most of the candidates come back), so each
-    store row is gathered once per calibration."""
+                     depths: list[int]) -> dict[int, float]:
+    """Recall at each depth for one nprobe, without reading the store: the exact rerank puts
+    every true top-k row that is among the candidates into its top k (each outscores every
+    other row), so recall at depth d is the share of the true top-k among the first d
+    candidates (ties at the k-th score aside)."""
     from mtquery.vectors.index import faiss_module
 
     faiss = faiss_module()
@@ -70,24 +73,11 @@ def _recall_by_depth(idx, q: np.ndarray, truth: np.ndarray, nprobe: int,
     finally:
         faiss.omp_set_num_threads(1)
     k = truth.shape[1]
-    hits = dict.fromkeys(depths, 0)
+    found = np.full(truth.shape, np.iinfo(np.int64).max, dtype=np.int64)  # candidate rank
     for i in range(len(q)):
-        c = cand[i]
-        c = c[c >= 0]
-        if not len(c):
-            continue
-        seen = known[i]
-        new = np.array([r for r in c.tolist() if r not in seen], dtype=np.int64)
-        if len(new):
-            s_new = np.einsum("ij,j->i", idx.store.vectors(np.sort(new)), q[i])
-            seen.update(zip(np.sort(new).tolist(), np.nan_to_num(s_new, nan=-np.inf)
-                            .tolist()))
-        s = np.array([seen[r] for r in c.tolist()], dtype=np.float32)
-        want = set(truth[i].tolist())
-        for depth in depths:
-            top = np.argsort(-s[:depth], kind="stable")[:k]
-            hits[depth] += len(want.intersection(c[top].tolist()))
-    return {d: h / max(1, len(q) * k) for d, h in hits.items()}
+        pos = {int(r): j for j, r in enumerate(cand[i].tolist()) if r >= 0}
+        found[i] = [pos.get(int(t), found[i, 0]) for t in truth[i]]
+    return {d: float((found < d).sum()) / max(1, len(q) * k) for d in depths}
 
 
 def _median_ms(fn, queries: np.ndarray) -> float:
@@ -118,9 +108,8 @@ def calibrate(idx, q: np.ndarray, truth: np.ndarray, target: float = 0.95,
     reaching: list[tuple[int, int]] = []  # (nprobe, smallest depth reaching the target)
     aim = min(1.0, target + MARGIN)
     prev = None
-    known: list[dict] = [{} for _ in range(len(q))]
     for p in probes:
-        rec = _recall_by_depth(idx, q, truth, p, depths, known) if len(q) else \
+        rec = _recall_by_depth(idx, q, truth, p, depths) if len(q) else \
             dict.fromkeys(depths, 1.0)
         curve[str(p)] = {str(d): round(r, 4) for d, r in rec.items()}
         ok = [d for d in depths if rec[d] >= aim]
