@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from mtquery.cli import options
+import mtquery.cli.options as options
 from mtquery.cli.options import (
     DateFromAlias,
     DateToAlias,

@@ -39,7 +39,7 @@ def serve(
     label fragments and find more like them (classify, heat map), filter by bbox and time,
     export GeoJSON / GeoParquet / CSV. ?lat=&lon=&k= or ?id= in the URL runs that query.
     The JSON API (/api/knn, /api/search) answers as --format json does."""
-    from mtquery.cli import interrupt
+    import mtquery.cli.interrupt as interrupt
     from mtquery.web.guard import check_bind
     from mtquery.web.server import check_tiles
     from mtquery.web.server import serve as run_server

@@ -93,9 +93,12 @@ def provenance(session: Session, label_info: dict) -> dict:
 
 
 def _version() -> str:
-    from mtquery import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("mtquery")
+    except PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 def load_model(path: str | Path) -> LinearModel:
