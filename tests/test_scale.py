@@ -15,7 +15,8 @@ import pytest
 from mtquery import open_session
 from mtquery.errors import DataError, UsageError
 from mtquery.io.datasets import resolve
-from mtquery.io.optimize import optimize, row_groups_kept
+from mtquery.io.explain import row_groups_kept
+from mtquery.io.optimize import optimize
 from mtquery.synth import SynthSpec, write
 from mtquery.vectors.build import BuildParams, build_index
 from mtquery.vectors.index import load_index
@@ -329,7 +330,7 @@ def test_shard_search_equals_global_exact(raw, tmp_path):
         assert len(set(ids.tolist()) & set(whole.exact(q, 10)[0].tolist())) >= 9
     # knn() serves a dataset with per-file indexes from its shards, rows and all
     from mtquery.query.knn import knn
-    from mtquery.query.resolve import QueryVector
+    from mtquery.query.vector import QueryVector
     from mtquery.vectors.exact import exact_knn
 
     s = open_session(str(d))

@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.query.filters import Filters, where_sql
-from mtquery.query.resolve import QueryVector
 from mtquery.query.search import check_times, filtered_locations, sql_error
 from mtquery.query.session import Session
+from mtquery.query.vector import QueryVector
 from mtquery.vectors.store import (
     RESULT_COLUMNS,
     VectorStore,

@@ -21,8 +21,8 @@ import pyarrow as pa
 from mtquery.errors import DataError, UsageError
 from mtquery.io.datasets import Dataset
 from mtquery.query.filters import Filters
-from mtquery.query.resolve import QueryVector
 from mtquery.query.session import Session
+from mtquery.query.vector import QueryVector
 from mtquery.vectors.store import RowMap, empty_rows, result_table, top_k, unit_query, with_skipped
 
 
