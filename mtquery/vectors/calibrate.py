@@ -108,6 +108,7 @@ def calibrate(idx, q: np.ndarray, truth: np.ndarray, target: float = 0.95,
     reaching: list[tuple[int, int]] = []  # (nprobe, smallest depth reaching the target)
     aim = min(1.0, target + MARGIN)
     prev = None
+    per_list = n / max(1, idx.nlist)
     for p in probes:
         rec = _recall_by_depth(idx, q, truth, p, depths) if len(q) else \
             dict.fromkeys(depths, 1.0)
@@ -120,10 +121,14 @@ def calibrate(idx, q: np.ndarray, truth: np.ndarray, target: float = 0.95,
         if prev is not None and rec[depths[-1]] <= prev + PLATEAU:
             break  # the lists probed already hold what the codes can find
         prev = rec[depths[-1]]
+        if reaching and 2 * p * per_list >= min(pp * per_list + dd * RERANK_COST
+                                                for pp, dd in reaching):
+            break  # probing twice the lists alone costs more than the best setting found
     timed = q[:TIMED] if len(q) else np.ones((1, idx.dim), np.float32)
     exact_ms = _median_ms(lambda v: idx.exact(v, k), timed[:EXACT_TIMED])
     result = {"target_recall": target, "k": k, "queries": int(len(q)), "curve": curve,
               "exact_ms": round(exact_ms, 3), "budget_ms": round(budget * exact_ms, 3),
+              "latency_budget": budget,
               "truth": "one batched pass"}
     if not reaching:
         best_p = max(probes, key=lambda p: max(curve[str(p)].values()))
@@ -133,7 +138,6 @@ def calibrate(idx, q: np.ndarray, truth: np.ndarray, target: float = 0.95,
                       fallback=f"recall@{k} reaches at most {curve[str(best_p)][str(best_d)]:.3f}"
                                f" < target {target} (nprobe {best_p}, rerank {best_d})")
         return result
-    per_list = n / max(1, idx.nlist)
     p, d = min(reaching, key=lambda pd: (pd[0] * per_list + pd[1] * RERANK_COST, pd))
     ms = _median_ms(lambda v: idx.search(v, k, nprobe=p, rerank=d), timed)
     result.update(nprobe=p, rerank=d, recall=curve[str(p)][str(d)], latency_ms=round(ms, 3),

@@ -216,8 +216,9 @@ def _update(part: Path, path: Path, old: AnnIndex, ds: Dataset, old_fp: list[dic
     faiss.omp_set_num_threads(1)
     idx = AnnIndex(tmp, m, None, ivf, store)
     p = BuildParams()
-    calib = calibrate(idx, qx, truth.ids, target=m.get("calibration", {}).get(
-        "target_recall", p.target_recall), budget=p.latency_budget)
+    before = m.get("calibration") or {}  # the build's target and latency budget
+    calib = calibrate(idx, qx, truth.ids, target=before.get("target_recall", p.target_recall),
+                      budget=before.get("latency_budget", p.latency_budget))
     m.update(nprobe=calib["nprobe"], rerank=calib["rerank"], calibration=calib)
     m["files"] = {f.name: f.stat().st_size for f in sorted(tmp.iterdir())
                   if f.suffix == ".faiss"}
