@@ -252,7 +252,9 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
             return super().do_GET()
         size = os.path.getsize(path)
         a, b = rng.split("=")[1].split("-")
-        a, b = int(a), min(int(b) if b else size - 1, size - 1)
+        if not a:  # a suffix range: the last b bytes
+            a, b = max(0, size - int(b)), size - 1
+        a, b = int(a), min(int(b) if b != "" else size - 1, size - 1)
         with open(path, "rb") as f:
             f.seek(a)
             data = f.read(b - a + 1)
