@@ -67,3 +67,19 @@ def big_dataset(tmp_path_factory, big_table):
 def small_dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("small") / "small.parquet"
     return synth.write(synth.make_table(n=500, dim=8, seed=1), path)
+
+
+@pytest.fixture(scope="module")
+def faults():
+    """benchmarks/faults.py as a module: tests run the fault benchmark's own trials."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "faults.py"
+    spec = importlib.util.spec_from_file_location("mtquery_faults_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while it loads
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)

@@ -4,7 +4,6 @@ point (after two chunks) and one at a random point drawn by the fault benchmark'
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -12,25 +11,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("faiss")
 
-FAULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "faults.py"
-
-
-@pytest.fixture(scope="module")
-def faults():
-    spec = importlib.util.spec_from_file_location("mtquery_faults_bench_index", FAULTS)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while it loads
-    try:
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
+# the fault benchmark's module: the ``faults`` fixture of conftest.py
 
 
 def test_killed_after_two_chunks_resumes(faults, tmp_path):

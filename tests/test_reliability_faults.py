@@ -4,26 +4,11 @@ run succeeds, and no staging survives it. mtquery 0.1 left ``.NAME.tmp-PID`` for
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-FAULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "faults.py"
-
-
-@pytest.fixture(scope="module")
-def faults():
-    spec = importlib.util.spec_from_file_location("mtquery_faults_bench", FAULTS)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while it loads
-    try:
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
+# the fault benchmark's module: the ``faults`` fixture of conftest.py
 
 
 @pytest.mark.slow
