@@ -306,9 +306,6 @@ def plan_first(dataset: Dataset | str | None, filters: Filters | None, kind: str
     """Cost first, for one query: set the read budget, resolve ``dataset`` and, for remote
     data (or ``dry_run``), plan the read from the footers. Returns the dataset and the plan
     (None for local data); above the budget ``ReadRefused`` says what it would read."""
-    from mtquery.errors import UsageError
-    from mtquery.io.datasets import resolve
-
     budget = use_budget(max_read, allow_full_scan)
     ds = resolve(dataset)
     if not (dry_run or ds.remote):
