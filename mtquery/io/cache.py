@@ -23,7 +23,7 @@ from pathlib import Path
 from mtquery.errors import DataError
 from mtquery.io.datasets import Dataset
 from mtquery.vectors.integrity import Damaged
-from mtquery.vectors.store import VectorStore, fingerprint, load_store, publish, write_store
+from mtquery.vectors.store import VectorStore, fingerprint, load_store, write_store
 
 log = logging.getLogger("mtquery")
 
@@ -92,7 +92,7 @@ def build_at(path: Path, fp: list[dict], dtype: str = "float32",
              progress=None) -> VectorStore:
     """Build a store into ``path`` through a staging folder; a concurrent builder that
     publishes first wins and its store is used."""
-    from mtquery.io.staging import discard, new_staging, tidy
+    from mtquery.io.staging import discard, new_staging, publish, tidy
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = new_staging(path.parent, path.name)
@@ -105,7 +105,7 @@ def build_at(path: Path, fp: list[dict], dtype: str = "float32",
                 stale = True
             if stale:
                 _replace_stale(path)
-        publish(staging, path)
+        publish(staging, path, on_exists="keep")  # another process's store is as good
     except BaseException:
         discard(staging)
         raise

@@ -195,16 +195,11 @@ def build_index(dataset: Dataset | str, out_dir: str | Path | None = None,
     part = partial_dir(out)
     with locked(part):
         manifest = _build(part, fp, ds, p, progress)
-        publish_index(part / "index", out)
+        publish(part / "index", out, on_exists="replace")  # an older index goes
     shutil.rmtree(part, ignore_errors=True)
     emit(progress, "index", message=f"index written to {out} in "
          f"{manifest['build']['total_s']:.1f} s (nprobe {manifest['nprobe']})")
     return out
-
-
-def publish_index(ready: Path, out: Path) -> None:
-    """Publish the finished ``ready`` folder as ``out``, replacing an older index there."""
-    publish(ready, out, on_exists="replace")
 
 
 def _fresh_work(part: Path, key: str) -> bool:

@@ -387,11 +387,3 @@ def write_rows(files: Sequence[str], target: Path) -> None:
                 yield cast_rows(pa.Table.from_batches([batch]))
 
     rowsfile.write_batches(tables(), target, RESULT_SCHEMA, ROWS_BATCH)
-
-
-def publish(staging: Path, target: Path) -> bool:
-    """Publish a built store; False when another process published ``target`` first (its
-    store is as good as ours, ours is discarded)."""
-    from mtquery.io.staging import publish as publish_by_rename
-
-    return publish_by_rename(staging, target, on_exists="keep")

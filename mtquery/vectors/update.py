@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from mtquery.errors import DataError
 from mtquery.io.datasets import Dataset, resolve
+from mtquery.io.staging import publish
 from mtquery.progress import ProgressCallback, emit
 from mtquery.vectors import integrity, rowsfile
 from mtquery.vectors.build import (
@@ -37,7 +38,6 @@ from mtquery.vectors.build import (
     locked,
     nlist_for,
     partial_dir,
-    publish_index,
     write_store_meta,
 )
 from mtquery.vectors.calibrate import QUERIES, calibrate, exact_neighbours
@@ -115,7 +115,7 @@ def update_index(dataset: Dataset | str, index_dir: str | Path | None = None,
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         manifest = _update(part, path, old, ds, old_fp, new_fp, kept, added, dropped,
                            progress, summary)
-        publish_index(part / "index", path)
+        publish(part / "index", path, on_exists="replace")
     shutil.rmtree(part, ignore_errors=True)
     emit(progress, "index", message=f"index updated: {summary['kept_files']} file(s) kept, "
          f"{summary['added_files']} added, {summary['dropped_files']} dropped; nprobe "
