@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtquery.errors import DataError, UsageError
+from mtquery.io.embmeta import block, with_block
 from mtquery.io.fsio import atomic_path
 
 EUROSAT_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
@@ -163,7 +164,9 @@ def _table(infos: list[dict], X: np.ndarray, model: str) -> pa.Table:
     missing = sorted({b for i in infos for b in i["missing_bands"]})
     meta[b"mtquery"] = json.dumps({"model": model, "source": "eval.adapters",
                                    "bands_filled_with_zero": missing}).encode()
-    return table.replace_schema_metadata(meta)
+    # the embedding metadata block (docs/metadata.md); grid_cell is the 10 km cell of the centre
+    blk = block(int(X.shape[1]), "float32", model=model, normalisation="none")
+    return table.replace_schema_metadata(with_block(pa.schema([], metadata=meta), blk).metadata)
 
 
 def embed_benchmark(kind: str, root: str | Path, *, model: str = "spectral", output: str | Path,

@@ -293,7 +293,7 @@ def _collect(ds: Any, job: Job, todo: list[ShardTask], summary: Summary,
             t0 = time.perf_counter()
             st = write_shard(job.out, task, [x for d in done for x in d["parts"]],
                              [f for d in done for f in d["failed"]],
-                             job.sources[task.input].path, job.spec.dim)
+                             job.sources[task.input].path, job.spec.dim, job.block())
             summary.timings.write += time.perf_counter() - t0
             summary.account(st, resumed=False)
             groups[i] = {k: {} for k in groups[i]}  # keep the keys: later copies are skipped

@@ -5,6 +5,7 @@ engine, so neither imports the pipeline)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -13,6 +14,8 @@ from mtquery.generate.registry import ModelSpec
 from mtquery.generate.sources import Source
 from mtquery.generate.thumbnails import write_sidecar
 from mtquery.generate.unit import ShardTask, Timings, build_table
+from mtquery.io.embmeta import block as embedding_block
+from mtquery.io.embmeta import with_block
 from mtquery.io.fsio import atomic_path
 
 TASK = "generate"
@@ -46,11 +49,14 @@ class Summary:
 
 
 def write_shard(out: OutputDir, task: ShardTask, parts: list[dict], failed: list[dict],
-                input_path: str, dim: int) -> dict:
+                input_path: str, dim: int, block: dict | None = None) -> dict:
     """Write a shard's rows atomically (none: no file), then its state; returns the state.
     Parts that carry thumbnails put them in the shard's sidecar first (written before the
-    shard, so a finished shard always has its chips)."""
+    shard, so a finished shard always has its chips). ``block``: the embedding metadata
+    block the shard carries (``Job.block``; mtquery.io.embmeta)."""
     table = build_table(parts, dim)
+    if block is not None:
+        table = table.replace_schema_metadata(with_block(table.schema, block).metadata)
     shard_f = out.shard(task.name)
     thumbs = [t for p in parts for t in p.get("thumbnail", ())]
     if thumbs and len(thumbs) == table.num_rows:
@@ -81,3 +87,19 @@ class Job:
     precision: str
     batch_size: int
     thumbnails: bool = True
+
+    def block(self) -> dict:
+        """The embedding metadata block of the shards: the model's registry name, its
+        weights (the file given, else the published name @ pinned revision), no
+        normalisation (vectors as the model gives them), the Major TOM 10 km grid. A local
+        weights file is named without its folder (no path of this machine in the output)."""
+        s = self.spec
+        if self.weights:
+            w = str(self.weights)
+            weights = w if "://" in w or w.startswith("hf-hub:") else Path(w).name
+        elif s.weights_name and s.weights_revision not in ("", "-"):
+            weights = f"{s.weights_name} @ {s.weights_revision}"
+        else:
+            weights = s.weights_name or None
+        return embedding_block(s.dim, "float32", model=s.name, weights=weights,
+                               normalisation="none")

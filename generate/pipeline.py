@@ -73,7 +73,8 @@ def run_local(job: Job, todo: list[ShardTask], summary: Summary,
                 emit(progress, TASK, len(g.samples) + len(g.failed), unit="samples",
                      fragments=len(g.fragments))
         t0 = time.perf_counter()
-        summary.account(write_shard(job.out, task, parts, failed, src.path, job.spec.dim),
+        summary.account(write_shard(job.out, task, parts, failed, src.path, job.spec.dim,
+                                    job.block()),
                         resumed=False)
         tm.write += time.perf_counter() - t0
     return {"weights": lm.weights, "weights_sha256": lm.weights_sha256, "device": lm.device}

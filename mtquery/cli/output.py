@@ -222,6 +222,35 @@ def geoparquet(table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
+def with_embedding_block(table: pa.Table) -> pa.Table:
+    """``table`` with the embedding metadata block (``mtquery.io.embmeta``) when it has an
+    ``embedding`` column of vectors of one length and no block yet; unchanged otherwise."""
+    from mtquery.errors import DataError
+    from mtquery.io.embmeta import KEY, block, dtype_name, with_block
+
+    if "embedding" not in table.column_names or KEY in (table.schema.metadata or {}):
+        return table
+    t = table.schema.field("embedding").type
+    if pa.types.is_fixed_size_list(t):
+        dim = t.list_size
+    elif pa.types.is_list(t) or pa.types.is_large_list(t):
+        import pyarrow.compute as pc
+
+        lengths = pc.list_value_length(table.column("embedding"))
+        low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+        if low is None or low != high:
+            return table  # no vectors, or of several lengths: nothing to describe
+        dim = low
+    else:
+        return table
+    try:
+        blk = block(dim, dtype_name(t))
+    except DataError:  # a value type the block does not name
+        return table
+    return table.replace_schema_metadata(with_block(table.schema, blk).metadata)
+
+
 def write_parquet(table: pa.Table, where: str | Path | io.BytesIO) -> None:
-    """Parquet (GeoParquet when the table has a WKB geometry) to a path or buffer."""
-    pq.write_table(geoparquet(table), where)
+    """Parquet (GeoParquet when the table has a WKB geometry; with the embedding metadata
+    block when it has vectors) to a path or buffer."""
+    pq.write_table(with_embedding_block(geoparquet(table)), where)

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from mtquery.errors import DataError, UsageError
 from mtquery.io.cost import Budget, FilePlan, ReadPlan, check, parse_max_read, plan
 from mtquery.io.datasets import Dataset, resolve
+from mtquery.io.embmeta import known_model
 from mtquery.io.http import run_all
 from mtquery.io.optimize import DEFAULT_ROW_GROUP, MANIFEST, check_paths, write_stage
 from mtquery.io.remote import Footer, expand, read_footers, read_range
@@ -203,7 +204,8 @@ def _run(ds: Dataset, read: ReadPlan, filters: Filters, stage: Path, output: Pat
     out_stage.mkdir()
     manifest = write_stage(resolve(parts), out_stage, rows, fingerprint(parts), t0,
                             row_group_size, False, None, "2GB", "2GB", None, None, validate,
-                            progress)
+                            progress, known=known_model(ds.local_files, ds.entry.model
+                                                        if ds.entry else None))
     manifest["inputs"] = [{"file": d["source"], "row_groups": d["row_groups"],
                            "rows": d["rows"]} for d in done]
     (out_stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

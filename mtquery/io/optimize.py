@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from mtquery.errors import DataError, UsageError
 from mtquery.io.datasets import Dataset, resolve
+from mtquery.io.embmeta import carried, file_block, known_model, with_block
 from mtquery.io.staging import discard, new_staging, publish, tidy
 from mtquery.progress import ProgressCallback, emit
 from mtquery.vectors.store import fingerprint
@@ -256,8 +257,12 @@ def optimize(inputs: Sequence[str] | str, output: str | Path,
 def write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: float,
                  row_group_size: int, float16: bool, rows_per_file: int | None, mem: str,
                  memory_limit: str, threads: int | None, compression_level: int | None,
-                 validate: bool, progress: ProgressCallback | None) -> dict:
-    """Write every output file and the manifest into ``stage``; returns the manifest."""
+                 validate: bool, progress: ProgressCallback | None,
+                 known: tuple[str | None, str | None] | None = None) -> dict:
+    """Write every output file and the manifest into ``stage``; returns the manifest.
+    The files carry the embedding metadata block of the inputs (``mtquery.io.embmeta``);
+    when they have none, one naming the model and weights ``known`` (default: from the
+    inputs' generation manifest or catalog entry)."""
     import duckdb
 
     from mtquery.query.session import describe_error, open_session
@@ -276,6 +281,8 @@ def write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: 
         bbox = _geo_bbox(con)
         schema = with_geo_metadata(output_schema(dim, float16).empty_table(), bbox,
                                    covering=True).schema
+        blk = _block(ds, dim, float16, known)
+        schema = with_block(schema, blk)
         writer = _Writer(stage, schema, row_group_size, rows_per_file, "zstd",
                          compression_level)
         emit(progress, "optimizing", total=n_in, unit="rows")
@@ -308,7 +315,7 @@ def write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: 
         "row_group_size": row_group_size, "rows_per_file": rows_per_file,
         "embedding": f"fixed_size_list<{'float16' if float16 else 'float32'}>[{dim}]",
         "compression": "zstd" + (f"({compression_level})" if compression_level else ""),
-        "bbox_covering": "bbox", "memory_limit": memory_limit,
+        "bbox_covering": "bbox", "embedding_block": blk, "memory_limit": memory_limit,
         "seconds": round(time.perf_counter() - t0, 2),
         "inputs": inputs_fp,
         "outputs": [{**f, "bytes": w["size"]} for f, w in zip(writer.files, written,
@@ -318,6 +325,17 @@ def write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: 
     if validate:
         _validate(stage, progress)
     return manifest
+
+
+def _block(ds: Dataset, dim: int, float16: bool,
+           known: tuple[str | None, str | None] | None) -> dict:
+    """The output's embedding metadata block: what the inputs' blocks agree on, with the
+    output's dimension and type; else one naming the model where it is known."""
+    blocks = [file_block(str(f)) for f in ds.local_files]
+    name, weights = known or known_model(ds.local_files,
+                                         ds.entry.model if ds.entry else None)
+    return carried(blocks, dim, "float16" if float16 else "float32", model=name,
+                   weights=weights)
 
 
 #: checks whose failures optimize reports but publishes: vectors are copied as they are, and
