@@ -95,6 +95,10 @@ def info(
                 (f"{len(val)} source(s): {shown_source(val[0])}" + (" ..." if len(val) > 1 else "")
                  if k == "sources" else val))
             for k, val in data.items()}
+    if "embedding" in rows:  # the embedding metadata block, in one line
+        from mtquery.io.embmeta import summary
+
+        rows["embedding"] = summary(data["embedding"]) if data["embedding"] else "no block"
     write_rows(pa.table({"key": list(rows), "value": [str(v) for v in rows.values()]}),
                "table", None, title=f"mtquery info {data['dataset']}")
 

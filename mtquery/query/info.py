@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mtquery.errors import DataError, MTQueryError
 from mtquery.io.datasets import Dataset
+from mtquery.io.embmeta import file_block, of_files
 from mtquery.io.manifests import GenerationManifest
 from mtquery.query.search import run
 from mtquery.query.session import Session
@@ -156,6 +157,7 @@ def remote_info(dataset: Dataset, dim: int | None = None) -> dict | None:
         "row_groups": len(groups),
         "extent_from": source,
         "read": f"footers only ({sum(len(f.footer) for f in footers):,} bytes)",
+        **embedding_entry([file_block(f.source, f.schema.metadata or {}) for f in footers]),
     }
 
 
@@ -187,7 +189,16 @@ def dataset_info(session: Session) -> dict:
         "grid_cells": int(times["cells"] or 0),
         "bbox_covering": session.shape.has_bbox,
     }
+    info.update(embedding_entry([file_block(str(f)) for f in ds.local_files]))
     manifest = manifest_of(session)
     if manifest is not None:
         info["model"] = manifest.model
     return info
+
+
+def embedding_entry(blocks: list[dict | None]) -> dict:
+    """The ``embedding`` entry of the info: the files' embedding metadata block
+    (``mtquery.io.embmeta``; None when they carry none), with ``embedding_note`` when not
+    every file carries the same one."""
+    blk, note = of_files(blocks)
+    return {"embedding": blk, **({"embedding_note": note} if note else {})}
