@@ -238,12 +238,16 @@ def carried(blocks: Sequence[dict | None], dim: int, dtype: str | pa.DataType,
                  roles=d["roles"])
 
 
-def file_block(path: str) -> dict | None:
-    """The block of a local Parquet file (its footer only)."""
-    import pyarrow.parquet as pq
-
+def file_block(path: str, metadata: Mapping[bytes, bytes] | None = None) -> dict | None:
+    """The block of Parquet file ``path``: of its footer (a local file), or of ``metadata``
+    (its key-value metadata, e.g. from a remote footer) when given; a malformed block is a
+    DataError naming the file."""
     try:
-        return read_block(pq.read_schema(path).metadata)
+        if metadata is None:
+            import pyarrow.parquet as pq
+
+            metadata = pq.read_schema(path).metadata
+        return read_block(metadata)
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
 
@@ -274,3 +278,18 @@ def known_model(local_files: Sequence[str | object], catalog_model: str | None =
             if name:
                 return name, weights
     return catalog_model, None
+
+
+def of_files(blocks: Sequence[dict | None]) -> tuple[dict | None, str | None]:
+    """A dataset's block from those of its files: the first file's that has one, and a note
+    when not every file carries that same block (None when they all do)."""
+    found = [b for b in blocks if b is not None]
+    if not found:
+        return None, None
+    distinct = len({json.dumps(b, sort_keys=True) for b in found})
+    if len(found) == len(blocks) and distinct == 1:
+        return found[0], None
+    note = f"{len(found)} of {len(blocks)} file(s) carry a block"
+    if distinct > 1:
+        note += f", {distinct} different ones (the first file's is shown)"
+    return found[0], note
