@@ -21,7 +21,9 @@ import os
 from pathlib import Path
 
 from mtquery.errors import DataError
+from mtquery.io.columns import STANDARD, Roles
 from mtquery.io.datasets import Dataset
+from mtquery.io.roles import roles_of
 from mtquery.vectors.integrity import Damaged
 from mtquery.vectors.store import VectorStore, fingerprint, load_store, write_store
 
@@ -49,19 +51,24 @@ def stat_key(files) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
-def cache_path(dataset: Dataset) -> Path | None:
+def cache_path(dataset: Dataset, roles: Roles | None = None) -> Path | None:
+    """Where the dataset's store lives: keyed by its files and, for a dataset of another
+    shape, the column roles read (mtquery.io.columns; other roles, another store)."""
     root = cache_root()
     if root is None or dataset.remote or not dataset.local_files:
         return None
-    return root / "vectors" / stat_key(dataset.local_files)
+    key = stat_key(dataset.local_files)
+    roles = roles if roles is not None else roles_of(dataset)
+    return root / "vectors" / (key + (f"-{roles.key()}" if not roles.standard else ""))
 
 
 def cached_store(dataset: Dataset, dim: int, build: bool = True, max_bytes: int | None = None,
                  progress=None) -> VectorStore | None:
     """The dataset's cached store: loaded when current, built when allowed; None when there
     is none (remote data, cache off, too large, or the cache failed: then a notice says why)."""
+    roles = roles_of(dataset) if not dataset.remote and dataset.local_files else STANDARD
     try:
-        path = cache_path(dataset)
+        path = cache_path(dataset, roles)
     except OSError:
         return None
     if path is None:
@@ -81,7 +88,7 @@ def cached_store(dataset: Dataset, dim: int, build: bool = True, max_bytes: int 
                                                                            DEFAULT_MAX_BYTES))
         if sum(f["rows"] for f in fp) * dim * 4 > limit:
             return None
-        return build_at(path, fp, progress=progress)
+        return build_at(path, fp, progress=progress, roles=roles)
     except OSError as exc:
         log.warning("vector cache unavailable at %s (%s); scanning the Parquet files instead",
                     path.parent.parent, exc.strerror or exc)
@@ -89,7 +96,7 @@ def cached_store(dataset: Dataset, dim: int, build: bool = True, max_bytes: int 
 
 
 def build_at(path: Path, fp: list[dict], dtype: str = "float32",
-             progress=None) -> VectorStore:
+             progress=None, roles: Roles = STANDARD) -> VectorStore:
     """Build a store into ``path`` through a staging folder; a concurrent builder that
     publishes first wins and its store is used."""
     from mtquery.io.staging import discard, new_staging, publish, tidy
@@ -97,7 +104,7 @@ def build_at(path: Path, fp: list[dict], dtype: str = "float32",
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = new_staging(path.parent, path.name)
     try:
-        write_store(staging, fp, dtype, progress=progress)
+        write_store(staging, fp, dtype, progress=progress, roles=roles)
         if path.exists():
             try:
                 stale = load_store(path, fp) is None

@@ -281,13 +281,13 @@ def guard(dataset: Dataset, filters: Filters | None, kind: str,
     return read
 
 
-def footer_dim(dataset: Dataset) -> int | None:
+def footer_dim(dataset: Dataset, vector: str = "embedding") -> int | None:
     """A remote dataset's embedding dimension from its footers (type or value counts), so
     opening it reads no vector; None when the footers cannot tell."""
     from mtquery.io.remote import check_footers
 
     footers = footers_of(dataset)
-    return check_footers(footers) if footers else None
+    return check_footers(footers, vector) if footers else None
 
 
 def use_budget(max_read: str | int | None = None, allow_full_scan: bool = False) -> Budget:

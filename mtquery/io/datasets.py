@@ -83,6 +83,9 @@ class Dataset:
     remote: bool
     entry: CatalogEntry | None = None
     local_files: tuple[Path, ...] = field(default=())
+    #: ``--columns`` (``vector=emb,id=chip,...``, mtquery.io.columns) or None: detected /
+    #: remembered (mtquery.io.roles)
+    columns: str | None = None
 
     @property
     def name(self) -> str:
@@ -118,7 +121,7 @@ def _expand_local(text: str) -> list[Path]:
     if path.is_dir():  # symlinked folders followed once (no loops), each real file once
         files = [p for p in walk_files(path) if _visible(p, path)]
         if not files:
-            raise DataError(f"no .parquet files under directory {text}")
+            raise DataError(f"no .parquet, .gpq or .geoparquet files under directory {text}")
         return files
     if path.is_file():  # a name with glob characters (star[1].parquet) that exists as it is
         return [path]
@@ -144,8 +147,18 @@ def _check_parquet(path: Path) -> None:
         raise DataError(f"not a Parquet file: {path}")
 
 
-def resolve(spec: str | Path | Sequence[str | Path] | Dataset | None = None) -> Dataset:
-    """Resolve a dataset argument; ``None`` means $MTQUERY_DATASET or ``demo``."""
+def resolve(spec: str | Path | Sequence[str | Path] | Dataset | None = None,
+            columns: str | None = None) -> Dataset:
+    """Resolve a dataset argument; ``None`` means $MTQUERY_DATASET or ``demo``. ``columns``
+    names the column roles (``vector=emb,id=chip_id,time=acquired``, docs/columns.md)
+    instead of detecting them; it is remembered for the same files."""
+    if columns is not None:
+        from dataclasses import replace
+
+        from mtquery.io.columns import parse_override
+
+        parse_override(columns)  # a bad spelling is named before anything is read
+        return replace(resolve(spec), columns=columns)
     if isinstance(spec, Dataset):
         return spec
     if spec is None:

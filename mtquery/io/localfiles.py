@@ -43,10 +43,15 @@ def unique_files(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def walk_files(root: Path, suffix: str = ".parquet") -> list[Path]:
-    """Visible files ending in ``suffix`` under ``root``, sorted, directory symlinks followed
-    once (no loops), each real file once."""
-    return unique_files(sorted(_match(Path(root), ["**", "*" + suffix], set())))
+#: what a folder's data files are called (Parquet and GeoParquet)
+SUFFIXES = (".parquet", ".gpq", ".geoparquet")
+
+
+def walk_files(root: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
+    """Visible files ending in one of ``suffixes`` under ``root``, sorted, directory symlinks
+    followed once (no loops), each real file once."""
+    found = _match(Path(root), ["**", "*"], set())
+    return unique_files(sorted(p for p in found if p.name.lower().endswith(suffixes)))
 
 
 def expand_glob(pattern: str) -> list[Path]:

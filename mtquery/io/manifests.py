@@ -188,6 +188,8 @@ class IndexManifest(Manifest):
     calibration: dict | None = None
     files: dict = field(default_factory=dict)
     created: str = ""
+    #: the column roles of a dataset of another shape (mtquery.io.columns); absent: standard
+    columns: dict | None = None
 
 
 @dataclass(kw_only=True)
@@ -203,3 +205,5 @@ class StoreMeta(Manifest):
     rows: int | None = None
     rows_batch: int | None = None
     invalid_rows: int | None = None
+    #: the column roles of a dataset of another shape (mtquery.io.columns); absent: standard
+    columns: dict | None = None

@@ -237,13 +237,19 @@ class Footer:
     def name(self) -> str:
         return self.source.rstrip("/").rsplit("/", 1)[-1]
 
-    def dim(self) -> int | None:
-        """The embedding dimension from the type, or from the value counts when every row
-        group holds exactly rows x dim values (None: not decidable from the footer)."""
-        et = embedding_type(self.schema.field("embedding").type)
+    def dim(self, column: str = "embedding") -> int | None:
+        """The dimension of the vector ``column`` from the type, or from the value counts when
+        every row group holds exactly rows x dim values (None: not decidable from the
+        footer)."""
+        if column not in self.schema.names:
+            return None
+        try:
+            et = embedding_type(self.schema.field(column).type)
+        except DataError:
+            return None  # int8 vectors and the like: decided by the views
         if et.dim:
             return et.dim
-        dims = {g.values.get("embedding", 0) / g.rows for g in self.row_groups if g.rows}
+        dims = {g.values.get(column, 0) / g.rows for g in self.row_groups if g.rows}
         if len(dims) == 1:
             d = dims.pop()
             return int(d) if d == int(d) and d > 0 else None
@@ -334,18 +340,19 @@ def read_footers(sources: Sequence[str], fresh: bool = False,
     return footers
 
 
-def check_footers(footers: Sequence[Footer]) -> int | None:
-    """DataError naming the file when one lacks a standard column, has no embedding list, or
-    has another dimension than the first; returns the dimension (None: undecided)."""
+def check_footers(footers: Sequence[Footer], vector: str = "embedding") -> int | None:
+    """DataError naming the file when one has no usable ``vector`` list (a file with standard
+    columns: its ``embedding``), or another dimension than the first; returns the dimension
+    (None: undecided). Files of other shapes (mtquery.io.columns) are checked by the views."""
     dim = None
     first = None
     for f in footers:
-        missing = [c for c in REQUIRED if c not in f.schema.names]
-        if missing:
-            raise DataError(f"{f.source}: not a Major TOM embedding file, missing standard "
-                            f"column(s): {', '.join(missing)}")
+        if vector not in f.schema.names:
+            if all(c in f.schema.names for c in REQUIRED) or vector != "embedding":
+                raise DataError(f"{f.source}: no vector column {vector!r}")
+            continue
         try:
-            d = f.dim()
+            d = f.dim(vector)
         except DataError as exc:
             raise DataError(f"{f.source}: {exc}") from exc
         if d is not None and dim is not None and d != dim:

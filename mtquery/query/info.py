@@ -36,31 +36,35 @@ TIME_SQL = ("SELECT min(acquired_at) AS start, max(acquired_at) AS \"end\",\n"
 #: leaf value counts of the embedding column per row group (footers only)
 VALUES_SQL = ("SELECT row_group_num_rows AS n_rows, num_values AS n_values\n"
               "FROM parquet_metadata(getvariable('mtquery_sources'))\n"
-              "WHERE path_in_schema LIKE 'embedding,%'")
+              "WHERE path_in_schema LIKE {column} || ',%'")
 #: rows per vector length, with an example (reads the embedding column)
-LENGTHS_SQL = ("SELECT len({flat}) AS dim, count(*) AS n, min(unique_id) AS example,\n"
+LENGTHS_SQL = ("SELECT len({flat}) AS dim, count(*) AS n, min(source_row) AS example,\n"
                "  min(filename) AS file\n"
-               "FROM read_parquet(getvariable('mtquery_sources'), filename = true)\n"
-               "WHERE embedding IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1")
+               "FROM (SELECT *, file_row_number AS source_row FROM read_parquet("
+               "getvariable('mtquery_sources'), filename = true, file_row_number = true))\n"
+               "WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1")
 
 
 def embedding_dims(session: Session) -> dict[int, int]:
     """{vector length: rows} over every row; DataError when there is more than one length
     (the session's dimension comes from the first vector of each file only)."""
-    dtype = session.shape.columns["embedding"].replace(" ", "")
+    from mtquery.io.derive import ident
+
+    column = session.shape.roles.vector
+    dtype = session.shape.vector_type.replace(" ", "")
     lengths = re.findall(r"\[(\d*)\]", dtype)
     dim = session.dim
     if lengths and lengths[-1]:  # fixed-size list: one length by type
         return {dim: int(run(session, FILES_SQL).to_pylist()[0]["rows"] or 0)}
-    groups = run(session, VALUES_SQL).to_pylist()
+    groups = run(session, VALUES_SQL.format(column="?"), [column]).to_pylist()
     if groups and all(g["n_values"] == g["n_rows"] * dim for g in groups):
         return {dim: sum(int(g["n_rows"]) for g in groups)}
-    flat = "flatten(embedding)" if len(lengths) == 2 else "embedding"
-    rows = run(session, LENGTHS_SQL.format(flat=flat)).to_pylist()
+    flat = f"flatten({ident(column)})" if len(lengths) == 2 else ident(column)
+    rows = run(session, LENGTHS_SQL.format(flat=flat, column=ident(column))).to_pylist()
     dims = {int(r["dim"]): int(r["n"]) for r in rows if r["dim"] is not None}
     if len(dims) > 1:
         detail = ", ".join(
-            f"{r['dim']} ({r['n']:,} rows" + (f", e.g. unique_id {r['example']} in {r['file']})"
+            f"{r['dim']} ({r['n']:,} rows" + (f", e.g. row {r['example']} of {r['file']})"
                                                if i else ")")
             for i, r in enumerate(rows))
         raise DataError(f"mixed embedding dimensions: {detail}; every vector must have the "
@@ -166,9 +170,11 @@ def dataset_info(session: Session) -> dict:
     Remote data: from the Parquet footers alone (``remote_info``)."""
     info = remote_info(session.dataset, session.dim) if session.dataset.remote else None
     if info is not None:
-        return info
+        return {**info, **roles_entry(session)}
     files = run(session, FILES_SQL).to_pylist()[0]
-    bbox = _bbox_from_metadata(session, int(files["files"] or 0))
+    roles = session.shape.roles
+    bbox = (_bbox_from_metadata(session, int(files["files"] or 0))
+            if roles.standard or (roles.geometry == "geometry" and not roles.crs) else None)
     if bbox is None:
         ext = run(session, EXTENT_SQL).to_pylist()[0]
         bbox = [ext["xmin"], ext["ymin"], ext["xmax"], ext["ymax"]]
@@ -193,7 +199,17 @@ def dataset_info(session: Session) -> dict:
     manifest = manifest_of(session)
     if manifest is not None:
         info["model"] = manifest.model
+    info.update(roles_entry(session))
     return info
+
+
+def roles_entry(session: Session) -> dict:
+    """The column roles used and what was derived (nothing for a standard file)."""
+    roles = session.shape.roles
+    if roles.standard:
+        return {}
+    return {"columns": roles.mapping(), "derived": list(roles.derived),
+            "notices": list(roles.notices)}
 
 
 def embedding_entry(blocks: list[dict | None]) -> dict:

@@ -58,10 +58,31 @@ def point_query_params(lat: float, lon: float, has_bbox_column: bool) -> list:
     return params + [lon, lat, lat, lat, lon, lon]
 
 
+#: a dataset of points (mtquery.io.columns: lat/lon columns, point geometries): the point's
+#: grid cell holds the fragment (the point nearest the query first)
+POINTS_QUERY_SQL = (
+    f"SELECT {QUERY_COLUMNS}\n"
+    "FROM embeddings\n"
+    "WHERE ST_Intersects(geometry, ST_Point(?, ?))\n"
+    "   OR (ST_Dimension(geometry) = 0 AND grid_cell = ?)\n"
+    "ORDER BY acquired_at DESC NULLS LAST,\n"
+    "  (centre_lat - ?) * (centre_lat - ?) + (centre_lon - ?) * (centre_lon - ?),\n"
+    "  unique_id\n"
+    "LIMIT 1"
+)
+
+
 def query_from_point(session: Session, lat: float, lon: float) -> QueryVector:
     lat, lon = check_lat(lat), check_lon(lon)
     has_bbox = session.shape.has_bbox
-    table = run(session, point_query_sql(has_bbox), point_query_params(lat, lon, has_bbox))
+    if session.shape.roles.standard:
+        sql, params = point_query_sql(has_bbox), point_query_params(lat, lon, has_bbox)
+    else:
+        from mtquery.standard.grid import latlon_to_cell
+
+        cell = str(latlon_to_cell(lat, lon)[0])
+        sql, params = POINTS_QUERY_SQL, [lon, lat, cell, lat, lat, lon, lon]
+    table = run(session, sql, params)
     if table.num_rows == 0:
         raise DataError(_nearest_hint(session, lat, lon))
     return _as_query(table.to_pylist()[0])

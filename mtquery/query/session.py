@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,13 @@ from pathlib import Path
 import duckdb
 
 from mtquery.errors import DataError
+from mtquery.io.columns import STANDARD, Roles
 from mtquery.io.datasets import Dataset, resolve
-from mtquery.standard.schema import REQUIRED
+from mtquery.io.derive import STANDARD_SOURCE, bind, flat_vector, ident, vector_layout
+from mtquery.io.derive import fill as derive_fill
 
 EXTENSIONS = ("spatial", "vss", "httpfs")
+log = logging.getLogger("mtquery")
 
 
 def extension_file(name: str) -> Path | None:
@@ -104,29 +108,24 @@ def describe_error(exc: BaseException, sources: Sequence[str] = ()) -> str:
 
 
 SOURCES_VAR = "mtquery_sources"
-_TYPE_RE = re.compile(r"^(FLOAT|DOUBLE|REAL|DECIMAL\(\d+,\d+\))((?:\[\d*\])+)$")
-
-#: optional columns -> SQL used when the file lacks them
-_OPTIONAL = {
-    "grid_row_u": "CAST(NULL AS SMALLINT)",
-    "grid_col_r": "CAST(NULL AS SMALLINT)",
-    "utm_footprint": "CAST(NULL AS VARCHAR)",
-    "utm_crs": "CAST(NULL AS VARCHAR)",
-    "pixel_bbox": "CAST(NULL AS BIGINT[])",
-    "bbox": "CAST(NULL AS STRUCT(xmin DOUBLE, ymin DOUBLE, xmax DOUBLE, ymax DOUBLE))",
-}
 
 
 @dataclass(frozen=True)
 class DatasetShape:
-    """What the views were built from: the embedding dimension and the optional columns."""
+    """What the views were built from: the embedding dimension, the source columns (name ->
+    DuckDB type) and the column roles (``mtquery.io.columns``)."""
 
     dim: int
     columns: dict[str, str]
+    roles: Roles = STANDARD
 
     @property
     def has_bbox(self) -> bool:
         return "bbox" in self.columns
+
+    @property
+    def vector_type(self) -> str:
+        return self.columns[self.roles.vector]
 
 
 def sql_files() -> list[tuple[str, str]]:
@@ -150,28 +149,23 @@ def _source_columns(con: duckdb.DuckDBPyConnection,
     return {r[0]: r[1] for r in rows}
 
 
-def _embedding_expr(
-    con: duckdb.DuckDBPyConnection, dtype: str, dataset: Dataset
-) -> tuple[str, int]:
-    m = _TYPE_RE.match(dtype.replace(" ", ""))
-    if not m:
-        raise DataError(f"embedding column has type {dtype}; expected a list of floats")
-    dims = re.findall(r"\[(\d*)\]", m.group(2))
-    if len(dims) > 2 or (len(dims) == 2 and dims[0] not in ("", "1")):
-        raise DataError(f"embedding column has type {dtype}; expected FLOAT[] or Array2D(1, dim)")
-    flat = "flatten(embedding)" if len(dims) == 2 else "embedding"
-    if dims[-1]:
-        dim = int(dims[-1])
+def _embedding_dim(con: duckdb.DuckDBPyConnection, roles: Roles, dtype: str,
+                   dataset: Dataset) -> int:
+    _, fixed = vector_layout(dtype)
+    if fixed:
+        dim = fixed
     else:  # remote: from the footers' value counts, so opening reads no vector
         from mtquery.io.cost import footer_dim
 
-        dim = (footer_dim(dataset) if dataset.remote else None) or _probe_dim(con, flat, dataset)
+        dim = ((footer_dim(dataset, roles.vector) if dataset.remote else None)
+               or _probe_dim(con, flat_vector(roles.vector, dtype), roles.vector, dataset))
     if dim <= 0:
         raise DataError("embedding vectors are empty")
-    return f"CAST({flat} AS FLOAT[{dim}])", dim
+    return dim
 
 
-def _probe_dim(con: duckdb.DuckDBPyConnection, flat: str, dataset: Dataset) -> int:
+def _probe_dim(con: duckdb.DuckDBPyConnection, flat: str, column: str,
+               dataset: Dataset) -> int:
     """Dimension from the first vector of each local file (first file only for remote sets)."""
     pairs = list(zip(dataset.sources, dataset.duckdb_sources))  # glob characters escaped
     targets = pairs if not dataset.remote and len(pairs) <= 256 else pairs[:1]
@@ -179,9 +173,8 @@ def _probe_dim(con: duckdb.DuckDBPyConnection, flat: str, dataset: Dataset) -> i
     for src, name in targets:
         try:
             row = con.execute(
-                f"SELECT len({flat}) FROM read_parquet(?) WHERE embedding IS NOT NULL LIMIT 1",
-                [name],
-            ).fetchone()
+                f"SELECT len({flat}) FROM read_parquet(?) WHERE {ident(column)} IS NOT NULL "
+                "LIMIT 1", [name]).fetchone()
         except duckdb.Error as exc:
             raise DataError(f"cannot read {src}: {describe_error(exc, [name])}") from exc
         if row is not None:
@@ -194,54 +187,42 @@ def _probe_dim(con: duckdb.DuckDBPyConnection, flat: str, dataset: Dataset) -> i
     return next(iter(dims))
 
 
-#: integer timestamp columns are epochs (UTC); the unit is read off the magnitude: below 1e11
-#: seconds (to the year 5138), below 1e14 milliseconds, below 1e17 microseconds, else ns
-EPOCH_TYPES = ("BIGINT", "INTEGER", "UBIGINT", "UINTEGER", "HUGEINT")
-EPOCH_UNITS = ((100_000_000_000, 1_000_000), (100_000_000_000_000, 1_000),
-               (100_000_000_000_000_000, 1))
-
-
-def _timestamp_text(dtype: str) -> str:
-    """``timestamp`` as text: a typed timestamp is written in UTC ISO form (with ``Z`` when
-    it carries a time zone), a string column as it is."""
-    if dtype.startswith("TIMESTAMP WITH TIME ZONE"):
-        return """strftime(timezone('UTC', "timestamp"), '%Y-%m-%dT%H:%M:%S.%fZ')"""
-    if dtype.startswith("TIMESTAMP") or dtype == "DATE":
-        return """strftime(CAST("timestamp" AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%f')"""
-    if dtype in EPOCH_TYPES:  # epochs, the unit read off the magnitude (s, ms, us or ns)
-        t = 'CAST("timestamp" AS BIGINT)'
-        return ("strftime(make_timestamp(CASE "
-                + " ".join(f"WHEN abs({t}) < {lim} THEN {t} * {mul}" for lim, mul in EPOCH_UNITS)
-                + f" ELSE {t} // 1000 END), '%Y-%m-%dT%H:%M:%S.%fZ')")
-    return 'CAST("timestamp" AS VARCHAR)'
-
-
 def _fill(text: str, fill: dict[str, str]) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: fill.get(m.group(1), m.group(0)), text)
 
 
+def view_statements(roles: Roles, types: dict[str, str], dim: int,
+                    base: str = STANDARD_SOURCE) -> list[tuple[str, str]]:
+    """(file name, statement) of every view over the relation ``base`` with ``types`` read
+    through ``roles``: the views of a session, and of an Arrow batch (``mtquery.io.standard``)."""
+    fill = derive_fill(roles, types, base)
+    fill.update(embedding=f"CAST({fill['embedding_flat']} AS FLOAT[{dim}])", dim=str(dim))
+    return [(name, _fill(text, fill)) for name, text in sql_files()]
+
+
+_NOTED: set[tuple] = set()
+
+
 def create_views(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> DatasetShape:
     """Bind the dataset's sources and create every view; returns what was found."""
+    from mtquery.io.roles import roles_for
+
     con.execute(f"SET VARIABLE {SOURCES_VAR} = ?", [dataset.duckdb_sources])
     cols = _source_columns(con, dataset.sources)
-    missing = [c for c in REQUIRED if c not in cols]
-    if missing:
-        raise DataError(f"{dataset.spec}: not a Major TOM embedding dataset, missing standard "
-                        f"column(s): {', '.join(missing)}")
-    embedding, dim = _embedding_expr(con, cols["embedding"], dataset)
-    geometry = "geometry" if cols["geometry"].startswith("GEOMETRY") else (
-        "ST_GeomFromWKB(geometry)")
-    fill = {"embedding": embedding, "geometry": geometry, "dim": str(dim),
-            "timestamp_text": _timestamp_text(cols["timestamp"])}
-    for name, null_sql in _OPTIONAL.items():
-        fill[name] = name if name in cols else null_sql
-    for name, text in sql_files():
+    roles = roles_for(con, dataset, cols)
+    for notice in roles.notices:
+        if (dataset.sources, notice) not in _NOTED:  # once per dataset and process
+            _NOTED.add((dataset.sources, notice))
+            log.warning("%s", notice)
+    dim = _embedding_dim(con, roles, cols[roles.vector], dataset)
+    bind(con, roles, dataset.duckdb_sources)
+    for name, text in view_statements(roles, cols, dim):
         try:
-            con.execute(_fill(text, fill))
+            con.execute(text)
         except duckdb.Error as exc:
             raise DataError(f"cannot create views from {name}: {describe_error(exc)}") from exc
     con.execute("SET VARIABLE mtquery_dim = ?", [dim])
-    return DatasetShape(dim=dim, columns=cols)
+    return DatasetShape(dim=dim, columns=cols, roles=roles)
 
 
 DatasetArg = str | Path | Sequence[str | Path] | Dataset | None

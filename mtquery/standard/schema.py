@@ -51,7 +51,8 @@ class EmbeddingType:
 
 
 def _is_float(t: pa.DataType) -> bool:
-    return pa.types.is_floating(t)
+    """Vector values: floats (16, 32, 64 bits) or int8 (quantised vectors, read as floats)."""
+    return pa.types.is_floating(t) or pa.types.is_int8(t)
 
 
 def embedding_type(t: pa.DataType) -> EmbeddingType:

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import DataError
+from mtquery.io.columns import STANDARD, Roles
 from mtquery.vectors import integrity, rowsfile
 from mtquery.vectors.ranking import (  # noqa: F401  (re-exported: the store's API)
     RESULT_COLUMNS,
@@ -116,8 +117,8 @@ class RowMap:
 # ---------------------------------------------------------------- reading vectors
 
 
-def iter_vectors(files: Sequence[str | Path], dim: int | None = None
-                 ) -> Iterator[tuple[int, np.ndarray]]:
+def iter_vectors(files: Sequence[str | Path], dim: int | None = None,
+                 column: str = "embedding") -> Iterator[tuple[int, np.ndarray]]:
     """(first row id, float32 matrix) per chunk of about CHUNK_ROWS rows, files in order.
     Files of small row groups are read several groups at a time with threads (2.4x faster
     than iter_batches, measured for the index build)."""
@@ -140,11 +141,11 @@ def iter_vectors(files: Sequence[str | Path], dim: int | None = None
                 rows += r
             if cur:
                 groups.append(cur)
-            chunks = (pf.read_row_groups(g, columns=["embedding"], use_threads=True).column(0)
+            chunks = (pf.read_row_groups(g, columns=[column], use_threads=True).column(0)
                       for g in groups)
         else:
             chunks = (b.column(0) for b in pf.iter_batches(batch_size=CHUNK_ROWS,
-                                                           columns=["embedding"]))
+                                                           columns=[column]))
         for col in chunks:
             x = embedding_matrix(col)
             if dim is not None and x.shape[1] != dim:
@@ -337,9 +338,10 @@ def load_store(path: str | Path, fp: list[dict] | None = None) -> VectorStore | 
 
 
 def write_store(staging: Path, fp: list[dict], dtype: str = "float32",
-                progress=None) -> VectorStore:
-    """Write a store into the (new, empty) directory ``staging`` from the files of ``fp``;
-    the caller renames it into place. Reads each file's vectors once."""
+                progress=None, roles: Roles = STANDARD) -> VectorStore:
+    """Write a store into the (new, empty) directory ``staging`` from the files of ``fp``
+    (read through ``roles``, mtquery.io.columns); the caller renames it into place. Reads
+    each file's vectors once."""
     from mtquery.progress import emit
 
     if dtype not in DTYPES:
@@ -350,7 +352,7 @@ def write_store(staging: Path, fp: list[dict], dtype: str = "float32",
     dim, written, invalid = None, 0, []
     sums = integrity.VectorSums(staging / name)  # block and row checksums as rows are written
     with open(staging / name, "wb") as fh:
-        for off, x in iter_vectors(files):
+        for off, x in iter_vectors(files, column=roles.vector):
             dim = dim or x.shape[1]
             u = unit_rows(x)
             if len(u):
@@ -363,27 +365,34 @@ def write_store(staging: Path, fp: list[dict], dtype: str = "float32",
     sums.finish()
     if written != n:
         raise DataError("the dataset changed while it was read; run again")
-    write_rows(files, staging / "rows.arrow")
+    write_rows(files, staging / "rows.arrow", roles)
     bad = np.concatenate(invalid).astype(np.int64) if invalid else np.empty(0, np.int64)
     np.save(staging / "invalid.npy", bad, allow_pickle=False)
     integrity.write_sums(staging / "invalid.npy")
     meta = {"version": FORMAT_VERSION, "dim": int(dim or 0), "dtype": dtype,
             "rows": n, "invalid_rows": int(bad.size), "rows_batch": ROWS_BATCH,
-            "fingerprint": fp}
+            "fingerprint": fp, **({} if roles.standard else {"columns": roles.to_dict()})}
     (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
     integrity.write_sums(staging / "meta.json")
     return VectorStore(path=staging, dim=int(dim or 0), dtype=dtype, fingerprint=tuple(fp))
 
 
-def write_rows(files: Sequence[str], target: Path) -> None:
-    """The result columns of ``files`` as ``rows.arrow`` (``mtquery.vectors.rowsfile``)."""
+def write_rows(files: Sequence[str], target: Path, roles: Roles = STANDARD) -> None:
+    """The result columns of ``files`` as ``rows.arrow`` (``mtquery.vectors.rowsfile``),
+    derived through ``roles`` for files of another shape (``mtquery.io.standardize``)."""
     import pyarrow.parquet as pq
+
+    from mtquery.io.standardize import source_columns, standard_rows
 
     def tables():
         for f in files:
             pf = pq.ParquetFile(f)
-            cols = [c for c in RESULT_COLUMNS if c in pf.schema_arrow.names]
+            cols = source_columns(roles, pf.schema_arrow.names, RESULT_COLUMNS)
+            first = 0
             for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=cols):
-                yield cast_rows(pa.Table.from_batches([batch]))
+                t = standard_rows(pa.Table.from_batches([batch]), roles, RESULT_COLUMNS,
+                                  str(f), first, files)
+                first += batch.num_rows
+                yield cast_rows(t)
 
     rowsfile.write_batches(tables(), target, RESULT_SCHEMA, ROWS_BATCH)
