@@ -202,7 +202,8 @@ def _time(types: dict[str, str], override: dict[str, str]) -> str | None:
             return None
         _check_column("time", col, types)
         return col
-    return _first(TIME_NAMES, types, lambda t: t.split("(")[0].split(" ")[0] in _TIME_TYPES)
+    return _first(TIME_NAMES, types, lambda t: t.startswith("TIMESTAMP")  # _NS, _MS, _S too
+                  or t.split("(")[0].split(" ")[0] in _TIME_TYPES)
 
 
 def _id(types: dict[str, str], override: dict[str, str]) -> str | None:

@@ -70,8 +70,9 @@ def remember(dataset: Dataset, columns: str) -> None:
 
 def _geo(con: duckdb.DuckDBPyConnection, first: str) -> dict | None:
     try:
-        row = con.execute("SELECT CAST(value AS VARCHAR) FROM parquet_kv_metadata(?) "
-                          "WHERE CAST(key AS VARCHAR) = 'geo'", [first]).fetchone()
+        # decode, not CAST: DuckDB casts a BLOB to text with '"' escaped as \x22
+        row = con.execute("SELECT decode(value) FROM parquet_kv_metadata(?) "
+                          "WHERE decode(key) = 'geo'", [first]).fetchone()
     except duckdb.Error:
         return None
     if row is None:
