@@ -47,6 +47,20 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _without_float16(table: pa.Table) -> pa.Table:
+    """``table`` with float16 lists as float32 ones (DuckDB takes no Arrow halffloat; its
+    Parquet reader gives FLOAT for them, so the views see the same type)."""
+    for i, f in enumerate(table.schema):
+        t = f.type
+        if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+                ) and pa.types.is_float16(t.value_type):
+            wide = (pa.list_(pa.float32(), t.list_size) if pa.types.is_fixed_size_list(t) else
+                    pa.large_list(pa.float32()) if pa.types.is_large_list(t) else
+                    pa.list_(pa.float32()))
+            table = table.set_column(i, f.name, table.column(i).cast(wide))
+    return table
+
+
 def standard_rows(table: pa.Table, roles: Roles, wanted: Sequence[str], source: str,
                   first_row: int, sources: Sequence[str], dim: int | None = None
                   ) -> pa.Table:
@@ -59,7 +73,7 @@ def standard_rows(table: pa.Table, roles: Roles, wanted: Sequence[str], source: 
     from mtquery.query.session import view_statements
 
     n = table.num_rows
-    batch = table.append_column("filename", pa.array([source] * n, pa.string()))
+    batch = _without_float16(table).append_column("filename", pa.array([source] * n, pa.string()))
     batch = batch.append_column("file_row_number",
                                 pa.array(np.arange(first_row, first_row + n), pa.int64()))
     con = _connection()
