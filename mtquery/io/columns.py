@@ -299,7 +299,11 @@ def _place(types: dict[str, str], geo: dict | None, override: dict[str, str]
         return geom, lat, lon, crs, False
     if geom is None:
         return None, lat, lon, None, False
-    crs, unknown = crs_of(_geo_column(geo, geom))
+    entry = _geo_column(geo, geom)
+    typed = re.match(r"^GEOMETRY\('(.+)'\)$", types[geom].strip())
+    if entry is None and typed:  # DuckDB's GEOMETRY('EPSG:32633'): the CRS the file declares
+        entry = {"crs": typed.group(1)}
+    crs, unknown = crs_of(entry)
     return geom, lat, lon, crs, unknown
 
 

@@ -36,6 +36,34 @@ def source_columns(roles: Roles, names: Sequence[str], wanted: Sequence[str]) ->
     return list(dict.fromkeys([c for c in roles.source_columns() if c in names] + extra))
 
 
+def _with_vector(table: pa.Table, column: str, wanted: bool) -> pa.Table:
+    """The vector column as DuckDB takes it from Arrow: float16 values as float32 (DuckDB
+    has no half float), or, when the vector is not asked for, an empty placeholder."""
+    i = table.column_names.index(column) if column in table.column_names else -1
+    if not wanted:
+        empty = pa.nulls(table.num_rows, pa.list_(pa.float32()))
+        return table.set_column(i, column, empty) if i >= 0 else table.append_column(column,
+                                                                                      empty)
+    col = table.column(i)
+    t = col.type
+    inner = t.value_type
+    if pa.types.is_float16(inner) or (pa.types.is_list(inner) or pa.types.is_fixed_size_list(
+            inner)) and pa.types.is_float16(inner.value_type):
+        import pyarrow.compute as pc
+
+        col = pc.cast(col, _float32_like(t))
+        table = table.set_column(i, column, col)
+    return table
+
+
+def _float32_like(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(_float32_like(t.value_type), t.list_size)
+    return pa.list_(_float32_like(t.value_type))
+
+
 def _connection() -> duckdb.DuckDBPyConnection:
     con = getattr(_LOCAL, "con", None)
     if con is None:

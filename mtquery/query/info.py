@@ -25,9 +25,9 @@ from mtquery.query.session import Session
 
 FILES_SQL = ("SELECT count(*) AS files, sum(num_rows) AS rows, sum(file_size_bytes) AS bytes\n"
              "FROM parquet_file_metadata(getvariable('mtquery_sources'))")
-GEO_SQL = ("SELECT CAST(value AS VARCHAR) AS geo\n"
+GEO_SQL = ("SELECT decode(value) AS geo\n"
            "FROM parquet_kv_metadata(getvariable('mtquery_sources'))\n"
-           "WHERE CAST(key AS VARCHAR) = 'geo'")
+           "WHERE decode(key) = 'geo'")
 EXTENT_SQL = ("SELECT min(ST_XMin(geometry)) AS xmin, min(ST_YMin(geometry)) AS ymin,\n"
               "  max(ST_XMax(geometry)) AS xmax, max(ST_YMax(geometry)) AS ymax\n"
               "FROM embeddings")

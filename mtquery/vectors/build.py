@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from mtquery.errors import DataError, UsageError
 from mtquery.io.datasets import Dataset, resolve
+from mtquery.io.roles import roles_of
 from mtquery.io.staging import publish
 from mtquery.progress import ProgressCallback, emit
 from mtquery.vectors import integrity, rowsfile
@@ -230,7 +231,9 @@ def _build(part: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     def say(message: str) -> None:
         emit(progress, "index", message=message)
 
-    key = hashlib.sha256(json.dumps({"fp": fp, "params": p.pass_key(), "format": FORMAT},
+    roles = roles_of(ds)  # a dataset of another shape: its column roles (io.columns)
+    key = hashlib.sha256(json.dumps({"fp": fp, "params": p.pass_key(), "format": FORMAT,
+                                     "columns": roles.key()},
                                     sort_keys=True).encode()).hexdigest()
     resumed = _fresh_work(part, key)
     work, tmp = part / "work", part / "index"
@@ -239,7 +242,7 @@ def _build(part: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     n = sum(int(f["rows"]) for f in fp)
     if p.kind == "ivf-sq8":
         return _build_sq8(tmp, fp, ds, p, progress, t_start)
-    units = plan_units(fp, chunk_rows=p.chunk_rows)
+    units = plan_units(fp, chunk_rows=p.chunk_rows, roles=roles)
     nlist = max(1, min(int(p.nlist or nlist_for(n)), n))
     n_train = int(min(n, p.train_rows or max(20_000, min(128 * nlist, 262_144))))
     t0 = time.perf_counter()
@@ -340,6 +343,7 @@ def _manifest(p: BuildParams, fp: list[dict], ds: Dataset, n: int, dim: int, nli
         "train_rows": n_train, "coarse": "two-level", "seed": p.seed,
         "dataset": {"spec": ds.spec, "files": fp}, "resumed": resumed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **({} if (r := roles_of(ds)).standard else {"columns": r.to_dict()}),
     }
 
 
@@ -374,7 +378,8 @@ def _build_sq8(tmp: Path, fp: list[dict], ds: Dataset, p: BuildParams,
                progress: ProgressCallback | None, t_start: float) -> dict:
     from mtquery.vectors.build_sq8 import build_sq8
 
-    fields, pca, ivf, store, train_ids, timings = build_sq8(tmp, fp, p, nlist_for, progress)
+    fields, pca, ivf, store, train_ids, timings = build_sq8(tmp, fp, p, nlist_for, progress,
+                                                            roles_of(ds))
     faiss_module().write_index(ivf, str(tmp / "ivf.faiss"))
     n = store.n
     rng = np.random.default_rng(p.seed)

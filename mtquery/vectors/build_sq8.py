@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtquery.io.columns import STANDARD, Roles
 from mtquery.progress import ProgressCallback, emit
 from mtquery.vectors.index import STORE, faiss_module, pca_arrays
 from mtquery.vectors.store import VectorStore, write_store
@@ -16,7 +17,8 @@ from mtquery.vectors.store import VectorStore, write_store
 BATCH = 65_536
 
 
-def build_sq8(tmp: Path, fp: list[dict], p, nlist_for, progress: ProgressCallback | None
+def build_sq8(tmp: Path, fp: list[dict], p, nlist_for, progress: ProgressCallback | None,
+              roles: Roles = STANDARD
               ) -> tuple[dict, object, object, VectorStore, np.ndarray, dict]:
     """Store, PCA, IVF-SQ8 in ``tmp``; returns (manifest fields, pca, ivf, store, training
     row ids, timings)."""
@@ -25,7 +27,7 @@ def build_sq8(tmp: Path, fp: list[dict], p, nlist_for, progress: ProgressCallbac
     (tmp / STORE).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     dtype = "float32" if p.sidecar == "auto" else p.sidecar
-    store = write_store(tmp / STORE, fp, dtype, progress=progress)
+    store = write_store(tmp / STORE, fp, dtype, progress=progress, roles=roles)
     n, dim = store.n, store.dim
     vec = store.matrix()
     timings["read_vectors_s"] = time.perf_counter() - t0

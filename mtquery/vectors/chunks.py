@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import DataError
+from mtquery.io.columns import STANDARD, Roles
 from mtquery.vectors.ivf_lists import Coarse, assign, encode
 from mtquery.vectors.store import RESULT_COLUMNS, cast_rows, top_k_rows, unit_rows
 
@@ -42,34 +43,41 @@ PROGRESS = "progress.json"
 
 @dataclass(frozen=True)
 class Unit:
-    """Row groups ``groups`` of file ``path``: global rows [first, first + rows)."""
+    """Row groups ``groups`` of file ``path``: global rows [first, first + rows), rows
+    [file_row, file_row + rows) of the file, read through ``roles`` (mtquery.io.columns)
+    in a dataset of the files ``sources``."""
 
     path: str
     groups: tuple[int, ...]
     first: int
     rows: int
+    file_row: int = 0
+    roles: Roles = STANDARD
+    sources: tuple[str, ...] = ()
 
 
-def plan_units(fp: Sequence[dict], first: int = 0, chunk_rows: int = CHUNK_ROWS
-               ) -> list[Unit]:
+def plan_units(fp: Sequence[dict], first: int = 0, chunk_rows: int = CHUNK_ROWS,
+               roles: Roles = STANDARD) -> list[Unit]:
     """The units of the files of a fingerprint, in row-id order starting at ``first``."""
     import pyarrow.parquet as pq
 
     units, off = [], first
+    sources = tuple(f["path"] for f in fp)
     for f in fp:
         md = pq.ParquetFile(f["path"]).metadata
         cur: list[int] = []
-        rows = 0
+        rows = in_file = 0
         for g in range(md.num_row_groups):
             r = md.row_group(g).num_rows
             if cur and rows + r > chunk_rows:
-                units.append(Unit(f["path"], tuple(cur), off, rows))
+                units.append(Unit(f["path"], tuple(cur), off, rows, in_file, roles, sources))
                 off += rows
+                in_file += rows
                 cur, rows = [], 0
             cur.append(g)
             rows += r
         if cur:
-            units.append(Unit(f["path"], tuple(cur), off, rows))
+            units.append(Unit(f["path"], tuple(cur), off, rows, in_file, roles, sources))
             off += rows
     return units
 
@@ -78,16 +86,23 @@ def read_unit(unit: Unit, columns: bool = True) -> tuple[np.ndarray, pa.Table | 
     """(float32 vectors, result columns or None) of a unit."""
     import pyarrow.parquet as pq
 
+    from mtquery.io.standardize import source_columns, standard_rows
     from mtquery.standard.schema import embedding_matrix
 
     pf = pq.ParquetFile(unit.path)
-    names = ["embedding"] + ([c for c in RESULT_COLUMNS if c in pf.schema_arrow.names]
-                             if columns else [])
+    vector = unit.roles.vector
+    names = list(dict.fromkeys([vector] + (
+        source_columns(unit.roles, pf.schema_arrow.names, RESULT_COLUMNS) if columns else [])))
     t = pf.read_row_groups(list(unit.groups), columns=names, use_threads=True)
     if t.num_rows != unit.rows:
         raise DataError(f"{unit.path} changed while it was read; run again")
-    x = embedding_matrix(t.column("embedding"))
-    return x, (cast_rows(t.drop_columns(["embedding"])) if columns else None)
+    x = embedding_matrix(t.column(vector))
+    if not columns:
+        return x, None
+    rows = standard_rows(t.drop_columns([vector]) if unit.roles.standard else t, unit.roles,
+                         RESULT_COLUMNS, unit.path, unit.file_row,
+                         unit.sources or (unit.path,))
+    return x, cast_rows(rows)
 
 
 def read_sample(units: Sequence[Unit], train: int, queries: int, seed: int
@@ -114,7 +129,7 @@ def read_sample(units: Sequence[Unit], train: int, queries: int, seed: int
         u, g = groups[i]
         pf = pq.ParquetFile(u.path)
         first = u.first + sum(pf.metadata.row_group(h).num_rows for h in u.groups if h < g)
-        x = unit_rows(embedding_matrix(pf.read_row_group(g, columns=["embedding"])
+        x = unit_rows(embedding_matrix(pf.read_row_group(g, columns=[u.roles.vector])
                                        .column(0)))
         take = min(len(x), int(np.ceil(want * len(x) / max(1, count * per_group) * 1.1)))
         sel = np.sort(rng.choice(len(x), take, replace=False))

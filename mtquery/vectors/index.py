@@ -271,6 +271,13 @@ def check_fresh(store: VectorStore, dataset: Dataset, path: Path) -> None:
             raise DataError(f"the index at {path} is stale: {f['path']} changed after "
                             f"indexing ({f['size']} -> {st.st_size} bytes, mtime changed); "
                             f"{hint}", "exact")
+    from mtquery.io.roles import roles_of
+
+    roles = roles_of(dataset)
+    want_cols = None if roles.standard else roles.to_dict()
+    if (path / MANIFEST).is_file() and read_manifest(path).get("columns") != want_cols:
+        raise DataError(f"the index at {path} was built reading other columns "
+                        f"(--columns); {hint}", "exact")
 
 
 def load_index(path: str | Path, dataset: Dataset | None = None) -> AnnIndex:

@@ -152,10 +152,15 @@ def _update(part: Path, path: Path, old: AnnIndex, ds: Dataset, old_fp: list[dic
     else:  # built before two-level lists: assign to the nearest of all lists
         cent = ivf.quantizer.reconstruct_n(0, ivf.nlist)
         coarse = Coarse(cent, cent)
-    units = plan_units([new_fp[j] for j in added])
+    from dataclasses import replace
+
+    from mtquery.io.roles import roles_of
+
+    units = plan_units([new_fp[j] for j in added], roles=roles_of(ds))
     starts = {new_fp[j]["path"]: int(new_map.offsets[j]) for j in added}
-    units = [type(u)(u.path, u.groups, starts[u.path] + u.first - _file_first(units, u.path),
-                     u.rows) for u in units]
+    every = tuple(f["path"] for f in new_fp)
+    units = [replace(u, first=starts[u.path] + u.first - _file_first(units, u.path),
+                     sources=every) for u in units]
     run_pass(units, work, work / "new.vectors", np.dtype(np_dtype), coarse, ivf, None,
              on_unit=lambda u, _: emit(progress, "indexing new files", u.rows,
                                        total=sum(x.rows for x in units), unit="rows"))
