@@ -15,7 +15,7 @@ from mtquery.generate.sources import Source
 from mtquery.generate.thumbnails import write_sidecar
 from mtquery.generate.unit import ShardTask, Timings, build_table
 from mtquery.io.embmeta import block as embedding_block
-from mtquery.io.embmeta import with_block
+from mtquery.io.embmeta import registry_weights, with_block
 from mtquery.io.fsio import atomic_path
 
 TASK = "generate"
@@ -97,9 +97,7 @@ class Job:
         if self.weights:
             w = str(self.weights)
             weights = w if "://" in w or w.startswith("hf-hub:") else Path(w).name
-        elif s.weights_name and s.weights_revision not in ("", "-"):
-            weights = f"{s.weights_name} @ {s.weights_revision}"
         else:
-            weights = s.weights_name or None
+            weights = registry_weights(s.name)
         return embedding_block(s.dim, "float32", model=s.name, weights=weights,
                                normalisation="none")

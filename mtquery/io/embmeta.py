@@ -256,7 +256,8 @@ def known_model(local_files: Sequence[str | object], catalog_model: str | None =
                 ) -> tuple[str | None, str | None]:
     """(model, weights) of files without a block, where mtquery knows them: the generation
     manifest of their folder (``_mtquery/manifest.json``), else ``catalog_model`` (the
-    catalog entry's model); (None, None) when nothing says."""
+    catalog entry's model); weights from the generator's registry when the manifest does
+    not name them; (None, None) when nothing says."""
     from pathlib import Path
 
     from mtquery.io.manifests import GenerationManifest
@@ -276,8 +277,23 @@ def known_model(local_files: Sequence[str | object], catalog_model: str | None =
             weights = (f"{wname} @ {rev}" if wname and rev not in (None, "", "-")
                        else (wname or None))
             if name:
-                return name, weights
-    return catalog_model, None
+                return name, weights or registry_weights(name)
+    return catalog_model, registry_weights(catalog_model)
+
+
+def registry_weights(model: str | None) -> str | None:
+    """The published weights (name @ pinned revision) of a model of the generator's
+    registry; None for another model."""
+    if not model:
+        return None
+    from mtquery.generate.registry import REGISTRY
+
+    spec = REGISTRY.get(model)
+    if spec is None or not spec.weights_name:
+        return None
+    if spec.weights_revision in ("", "-"):
+        return spec.weights_name
+    return f"{spec.weights_name} @ {spec.weights_revision}"
 
 
 def of_files(blocks: Sequence[dict | None]) -> tuple[dict | None, str | None]:
