@@ -28,7 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mtquery.errors import DataError
+from mtquery.io.columns import STANDARD, Roles
 from mtquery.io.datasets import resolve
+from mtquery.io.roles import roles_of
 from mtquery.io.validate_checks import TimeParser, check_batch, check_geo, one_line, pixel_order
 from mtquery.io.validate_report import BATCH_ROWS, CHECKS, DEFAULT_TOLERANCE_KM, Check, Report  # noqa: F401
 from mtquery.progress import ProgressCallback, emit
@@ -50,6 +52,9 @@ def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE
             raise DataError(f"cannot read {f}: {one_line(exc)}") from exc
     total_rows = sum(pf.metadata.num_rows for _, pf in files)
     emit(progress, "validating", total=total_rows, unit="rows")
+    roles = roles_of(ds) if total_rows else STANDARD
+    if not roles.standard:
+        _as_info(report, roles)
     ids: list[np.ndarray] = []
     id_files: list[str] = []  # the file of each batch of ids
     order_sample: list[pa.Table] = []
@@ -58,7 +63,7 @@ def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE
         for path, pf in files:
             schema = pf.schema_arrow
             check_geo(schema.metadata, path, report.checks["geo_metadata"])
-            problems = check_columns(schema)
+            problems = check_columns(schema) if roles.standard else []
             report.checks["columns"].checked += 1
             if problems:
                 report.checks["columns"].fail(len(problems), f"{path}: {problems[0]}")
@@ -66,7 +71,11 @@ def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE
                 emit(progress, "validating", pf.metadata.num_rows, total=total_rows,
                      unit="rows")
                 continue
+            first = 0
             for batch in _batches(pf, path, report, progress, total_rows):
+                if not roles.standard:
+                    first, batch = first + batch.num_rows, derived_batch(
+                        batch, roles, path, first, [f for f, _ in files])
                 check_batch(batch, path, report, tolerance_km, parser)
                 ids.append(batch.column("unique_id").to_numpy(zero_copy_only=False))
                 id_files.append(path)
@@ -76,10 +85,41 @@ def validate(paths: Sequence[str] | str, tolerance_km: float = DEFAULT_TOLERANCE
                          "centre_lon"]))
     finally:
         parser.close()
+    if not roles.standard and roles.time is None:
+        report.checks["timestamp"] = Check("timestamp", skipped="no time column")
     _check_dims(report)
     _check_unique(report, ids, id_files)
     report.pixel_bbox_order = pixel_order(order_sample)
     return report
+
+
+#: the standard columns a batch is checked on
+CHECKED = ("unique_id", "timestamp", "product_id", "grid_cell", "grid_row_u", "grid_col_r",
+           "geometry", "centre_lat", "centre_lon", "pixel_bbox")
+
+
+def _as_info(report: Report, roles: Roles) -> None:
+    """A file of another shape (mtquery.io.columns): what is derived, and its GeoParquet
+    metadata, are INFO, not failures; the footprint may be larger than a grid cell (WARN)."""
+    cols = report.checks["columns"]
+    cols.level = "INFO"
+    cols.fail(len(roles.derived), "read through column roles " + ", ".join(
+        f"{k}={v}" for k, v in roles.mapping().items()) + "; derived: "
+        + ", ".join(roles.derived))
+    report.checks["geo_metadata"].level = "INFO"
+    report.checks["geometry_in_cell"].level = "WARN"
+
+
+def derived_batch(batch: pa.RecordBatch, roles: Roles, path: str, first: int,
+                  sources: list[str]) -> pa.RecordBatch:
+    """The standard columns of a batch of another shape, as the views derive them, with its
+    vectors as they are."""
+    from mtquery.io.standardize import standard_rows
+
+    t = standard_rows(pa.Table.from_batches([batch]), roles, CHECKED, path, first, sources)
+    t = t.append_column("embedding", batch.column(roles.vector))
+    return t.combine_chunks().to_batches(max_chunksize=max(1, batch.num_rows))[0] \
+        if batch.num_rows else pa.RecordBatch.from_pylist([], schema=t.schema)
 
 
 def _batches(pf: pq.ParquetFile, path: str, report: Report,
