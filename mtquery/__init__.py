@@ -10,6 +10,9 @@
     mtquery.score("demo", ids=[a, b], bbox=..., heatmap="sim.tif")  # every fragment's score
     mtquery.classify("demo", positives=[a, b], detections="found.geojson")  # ClassifyResult
     mtquery.chip("demo", unique_id)   # the fragment's image chip (bytes, media type) or None
+    mtquery.stac("demo", "catalogue/")  # STAC Collection + one Item per file (pyarrow.Table)
+    mtquery.convert("clay.gpq", "clay-std/")  # any embedding GeoParquet -> the standard
+    ds = mtquery.dataset("x.parquet", columns="vector=emb,id=chip")  # roles named, pass anywhere
 """
 
 from mtquery.api import align, cell, change, chip, extract, info, knn, search
@@ -29,7 +32,8 @@ __version__ = "0.1.0"
 #: names imported on first use (their modules are not needed to start a command)
 _LAZY = {"ClassifyResult": "mtquery.find.classify", "HeatMap": "mtquery.find.heatmap",
          "heatmap_raster": "mtquery.find.heatmap",
-         "verify_index": "mtquery.vectors.integrity"}
+         "verify_index": "mtquery.vectors.integrity", "stac": "mtquery.io.stac",
+         "convert": "mtquery.io.convert", "dataset": "mtquery.io.datasets"}
 
 
 def __getattr__(name: str) -> object:
@@ -55,6 +59,8 @@ __all__ = [
     "chip",
     "classify",
     "connect",
+    "convert",
+    "dataset",
     "extract",
     "heatmap_raster",
     "info",
@@ -64,6 +70,7 @@ __all__ = [
     "open_session",
     "score",
     "search",
+    "stac",
     "utm_epsg",
     "verify_index",
 ]

@@ -36,6 +36,7 @@ def _register() -> None:
     # faiss) stay inside the commands.
     from mtquery.cli import (
         compare,
+        convert,
         eval,
         extract,
         find,
@@ -45,10 +46,11 @@ def _register() -> None:
         optimize,
         query,
         serve,
+        stac,
     )
 
-    for module in (query, find, compare, generate_cmd, eval, optimize, extract, index, map,
-                   serve):
+    for module in (query, find, compare, generate_cmd, eval, optimize, extract, convert,
+                   index, map, serve, stac):
         module.register(app)
 
 

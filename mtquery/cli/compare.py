@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mtquery.cli.options import BBoxOpt, DatasetOpt, FormatOpt, OutputOpt, ShowSqlOpt
+from mtquery.cli.options import BBoxOpt, ColumnsOpt, DatasetOpt, FormatOpt, OutputOpt, ShowSqlOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +21,7 @@ def change(
     after: Annotated[str, typer.Option(help="Second period START..END, e.g. "
                                        "2023-01-01..2023-12-31.")],
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     bbox: BBoxOpt = None,
     per_fragment: Annotated[bool, typer.Option("--per-fragment", help="Pair fragments by "
                                                "position in the cell (pixel_bbox, UTM CRS) "
@@ -56,6 +57,7 @@ def align(
     other: Annotated[str, typer.Option(help="The other model's dataset (local file, "
                                        "directory or glob).")],
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     bbox: BBoxOpt = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Neighbours compared per fragment "
                                    "(agreement@k).")] = 10,

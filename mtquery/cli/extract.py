@@ -12,6 +12,7 @@ from mtquery.cli.options import (
     AllowFullScanOpt,
     BBoxOpt,
     CellOpt,
+    ColumnsOpt,
     DatasetOpt,
     DryRunOpt,
     EndOpt,
@@ -33,6 +34,7 @@ def extract(
                                                       "copy from (URL, hf://, catalog name, "
                                                       "list, local files).")] = None,
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="New directory for the "
                                                 "region (must not exist or be empty).",
                                                 file_okay=False)] = None,

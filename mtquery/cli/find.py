@@ -16,6 +16,7 @@ from mtquery.cli.options import (
     AllowFullScanOpt,
     BBoxOpt,
     CellOpt,
+    ColumnsOpt,
     DatasetOpt,
     EndOpt,
     IdOpt,
@@ -96,6 +97,7 @@ def _written(paths: list[Path | None]) -> list[str]:
 
 def score(
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     lat: LatOpt = None,
     lon: LonOpt = None,
     id: IdOpt = None,
@@ -180,6 +182,7 @@ def _labels_line(info: dict, cv: dict) -> str:
 
 def classify(
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     labels: Annotated[Path | None, typer.Option("--labels", help="Label file: GeoJSON, "
                                                 "GeoParquet, CSV (lon/lat or WKT) of points "
                                                 "or polygons, or a table with unique_id.",

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mtquery.cli.options import QuietOpt, pick
+from mtquery.cli.options import ColumnsOpt, QuietOpt, pick
 from mtquery.errors import UsageError
 
 index_app = typer.Typer(name="index", help="Approximate nearest-neighbour index of a dataset "
@@ -32,6 +32,7 @@ def build(
                            ] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Local dataset: "
                                                 "file, directory or glob.")] = None,
+    columns: ColumnsOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the "
                                                 "index (default: beside the data).",
                                                 file_okay=False)] = None,

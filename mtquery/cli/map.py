@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from mtquery.cli.options import BBoxOpt, CellOpt, DatasetOpt, EndOpt, StartOpt, session_for
+from mtquery.cli.options import (
+    BBoxOpt,
+    CellOpt,
+    ColumnsOpt,
+    DatasetOpt,
+    EndOpt,
+    StartOpt,
+    session_for,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,6 +27,7 @@ def map_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Map file: .png, .svg, .pdf "
                                          "or .html.", dir_okay=False)],
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     bbox: BBoxOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,

@@ -22,6 +22,26 @@ DatasetOpt = Annotated[
     str | None,
     typer.Option("--dataset", "-d", help=DATASET_HELP + " ($MTQUERY_DATASET sets the default.)"),
 ]
+
+
+def _set_columns(value: str | None) -> str | None:
+    """--columns for the rest of the command (mtquery.io.roles.OVERRIDE)."""
+    if value is not None:
+        from mtquery.io.columns import parse_override
+        from mtquery.io.roles import OVERRIDE
+
+        parse_override(value)
+        OVERRIDE.set(value)
+    return value
+
+
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option("--columns", callback=_set_columns, help="Column roles of a file not written "
+                 "to the standard: role=column pairs, roles vector, id, time, geometry, lat, "
+                 "lon, crs; e.g. vector=emb,id=chip_id,time=acquired (detected when left "
+                 "out; remembered for the same files; '' forgets). See docs/columns.md."),
+]
 EmbeddingsAlias = Annotated[
     str | None, typer.Option("--embeddings", "-e", hidden=True, help="Old name of --dataset.")
 ]

@@ -14,6 +14,7 @@ from mtquery.cli.options import (
     AllowFullScanOpt,
     BBoxOpt,
     CellOpt,
+    ColumnsOpt,
     DatasetOpt,
     DryRunOpt,
     EndOpt,
@@ -78,6 +79,7 @@ def info(
     dataset_arg: Annotated[str | None, typer.Argument(metavar="[DATASET]",
                                                       help="Dataset (default: demo).")] = None,
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
 ) -> None:
     """Rows, dimension, bbox, time range, files and bytes of a dataset (of a remote one, from
@@ -128,6 +130,7 @@ def validate(
     tolerance_km: Annotated[float, typer.Option(help="How far (km) a fragment may reach "
                                                 "outside its grid cell.")] = 2.0,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+    columns: ColumnsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Check files against the Major TOM embedding standard; exit 0 only if all checks pass."""
@@ -164,6 +167,7 @@ def sql(
     statement: Annotated[str, typer.Argument(help="SQL over the views embeddings, "
                                              "acquisitions, cells.")],
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Value bound to "
                                                     "the next ? placeholder (repeatable).")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="After the views are "
@@ -191,6 +195,7 @@ def sql(
 
 def search(
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     bbox: BBoxOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
@@ -224,6 +229,7 @@ def search(
 
 def knn(
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     lat: LatOpt = None,
     lon: LonOpt = None,
     id: IdOpt = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mtquery.cli.options import DatasetOpt
+from mtquery.cli.options import ColumnsOpt, DatasetOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     dataset: DatasetOpt = None,
+    columns: ColumnsOpt = None,
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
     host: Annotated[str, typer.Option(help="Address to listen on. The page has no login: "
                                       "keep 127.0.0.1 unless the network is yours.")

@@ -180,6 +180,13 @@ def resolve(spec: str | Path | Sequence[str | Path] | Dataset | None = None,
     return _resolve_many(",".join(parts), parts)
 
 
+def dataset(spec: str | Path | Sequence[str | Path] | Dataset | None = None,
+            columns: str | None = None) -> Dataset:
+    """A dataset to hand to any ``mtquery`` function: ``spec`` resolved, its column roles
+    named by ``columns`` (``vector=emb,id=chip_id,time=acquired``; detected when None)."""
+    return resolve(spec, columns=columns)
+
+
 def _resolve_list_file(text: str) -> Dataset:
     """``@list.txt``: one path or URL a line (blank lines and ``#`` comments skipped; relative
     paths are relative to the list file)."""

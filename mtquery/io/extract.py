@@ -26,12 +26,14 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtquery.errors import DataError, UsageError
+from mtquery.io.columns import STANDARD, Roles
 from mtquery.io.cost import Budget, FilePlan, ReadPlan, check, parse_max_read, plan
 from mtquery.io.datasets import Dataset, resolve
 from mtquery.io.embmeta import known_model
@@ -61,7 +63,12 @@ def extract_plan(dataset: Dataset | str, filters: Filters) -> ReadPlan:
     if files is None:
         raise DataError(f"{ds.spec}: extract reads local files, http(s):// or hf:// by range",
                         "dataset")
-    return plan(read_footers(files, fresh=True), filters, "extract", what="extract")
+    from mtquery.io.roles import roles_of
+
+    # a file of another shape: its centre columns (if any) are not the derived centres, so
+    # no row group is skipped by their statistics (the views filter the rows read)
+    scope = filters if roles_of(ds).standard else None
+    return plan(read_footers(files, fresh=True), scope, "extract", what="extract")
 
 
 def extract(dataset: Dataset | str, output: str | Path, bbox: str | BBox | None = None,
@@ -69,7 +76,7 @@ def extract(dataset: Dataset | str, output: str | Path, bbox: str | BBox | None 
             row_group_size: int = DEFAULT_ROW_GROUP, workers: int = WORKERS,
             index: bool = False, max_read: str | int | None = None,
             allow_full_scan: bool = False, validate: bool = True,
-            progress: ProgressCallback | None = None) -> dict:
+            progress: ProgressCallback | None = None, tool: str = "mtquery extract") -> dict:
     """Copy the fragments intersecting ``bbox`` acquired in [``start``, ``end``] (UTC,
     inclusive) in grid ``cell`` into ``output`` (a new directory) in the optimised layout;
     ``index`` builds the ANN index after. Returns the manifest (``_extract.json``).
@@ -105,7 +112,7 @@ def extract(dataset: Dataset | str, output: str | Path, bbox: str | BBox | None 
             stage = new_staging(out_abs.parent, f"extract-{out_abs.name}")
             (stage / REQUEST).write_text(json.dumps(request, indent=2), encoding="utf-8")
         manifest = _run(ds, read, filters, stage, output, out_abs, row_group_size, workers,
-                        validate, progress, t0, resumed)
+                        validate, progress, t0, resumed, tool)
     except BaseException as exc:
         # keep finished parts for a rerun to adopt (hidden, swept when nobody does); not when
         # another run published the output meanwhile: a rerun refuses to write over it, so
@@ -175,11 +182,15 @@ def _adopt(parent: Path, name: str, request: dict) -> Path | None:
 
 def _run(ds: Dataset, read: ReadPlan, filters: Filters, stage: Path, output: Path,
          out_abs: Path, row_group_size: int, workers: int, validate: bool,
-         progress: ProgressCallback | None, t0: float, resumed: bool) -> dict:
+         progress: ProgressCallback | None, t0: float, resumed: bool,
+         tool: str = "mtquery extract") -> dict:
     parts_dir = stage / "parts"
     parts_dir.mkdir(exist_ok=True)
+    from mtquery.io.roles import roles_of
+
     meter = _Meter(progress, read.bytes)
     done, fetched = [], 0
+    roles = roles_of(ds)
     for j, fp in enumerate(read.files):
         marker = parts_dir / f"{j:05d}.done"
         if marker.is_file():
@@ -187,7 +198,7 @@ def _run(ds: Dataset, read: ReadPlan, filters: Filters, stage: Path, output: Pat
             meter.skip(info["planned"])
             done.append(info)
             continue
-        info = _extract_file(fp, j, filters, parts_dir, workers, meter)
+        info = _extract_file(fp, j, filters, parts_dir, workers, meter, roles, ds.sources)
         fetched += info["bytes_read"]
         done.append(info)
     meter.finish()
@@ -210,7 +221,7 @@ def _run(ds: Dataset, read: ReadPlan, filters: Filters, stage: Path, output: Pat
                            "rows": d["rows"]} for d in done]
     (out_stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     extract_manifest = {
-        "tool": "mtquery extract", "dataset": ds.spec, "sources": list(ds.sources),
+        "tool": tool, "dataset": ds.spec, "sources": list(ds.sources),
         "bbox": filters.bbox.as_list() if filters.bbox else None,
         "start": filters.time.start.isoformat() if filters.time.start else None,
         "end_exclusive": filters.time.end.isoformat() if filters.time.end else None,
@@ -263,8 +274,10 @@ def _pieces(fp: FilePlan) -> list[tuple[int, int]]:
 
 
 def _extract_file(fp: FilePlan, j: int, filters: Filters, parts_dir: Path, workers: int,
-                  meter: _Meter) -> dict:
-    """Fetch the file's row groups, keep the rows of the region, write part ``j``."""
+                  meter: _Meter, roles: Roles = STANDARD, sources: Sequence[str] = ()
+                  ) -> dict:
+    """Fetch the file's row groups, keep the rows of the region, write part ``j`` (a file
+    of another shape: its standard columns, derived as the views derive them)."""
     f = fp.footer
     sparse, cand = parts_dir / f"{j:05d}.src", parts_dir / f"{j:05d}.cand.parquet"
     part, tmp = parts_dir / f"{j:05d}.parquet", parts_dir / f"{j:05d}.parquet.tmp"
@@ -289,9 +302,12 @@ def _extract_file(fp: FilePlan, j: int, filters: Filters, parts_dir: Path, worke
             closed.append(True)
             os.close(fd)
     source = pq.ParquetFile(sparse)
-    with pq.ParquetWriter(cand, source.schema_arrow) as w:
-        for g in fp.groups:
-            w.write_table(source.read_row_group(g))
+    if roles.standard:
+        with pq.ParquetWriter(cand, source.schema_arrow) as w:
+            for g in fp.groups:
+                w.write_table(source.read_row_group(g))
+    else:
+        write_standard(source, fp.groups, cand, roles, f.source, sources or (f.source,))
     rows = _kept_rows(cand, filters)
     kept = 0
     if len(rows):
@@ -317,6 +333,32 @@ def _extract_file(fp: FilePlan, j: int, filters: Filters, parts_dir: Path, worke
     emit(meter.progress, "extracting", message=(
         f"{f.name}: {len(fp.groups)} row group(s), {kept:,} of {fp.rows:,} rows in the region"))
     return info
+
+
+def write_standard(source: pq.ParquetFile, groups: Sequence[int], target: Path, roles: Roles,
+                   name: str, sources: Sequence[str]) -> int:
+    """Row groups ``groups`` of a file of another shape (named ``name`` in a dataset of
+    ``sources``) as standard rows in ``target``: every standard column, derived as the views
+    derive them (ids keep the source's row numbers). Returns the rows written."""
+    from mtquery.io.standardize import standard_rows
+    from mtquery.standard.schema import COLUMNS
+
+    md = source.metadata
+    starts = [0]
+    for g in range(md.num_row_groups):
+        starts.append(starts[-1] + md.row_group(g).num_rows)
+    writer, n = None, 0
+    try:
+        for g in groups:
+            t = standard_rows(source.read_row_group(g), roles, list(COLUMNS), name,
+                              starts[g], sources)
+            writer = writer or pq.ParquetWriter(target, t.schema)
+            writer.write_table(t)
+            n += t.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
 
 
 def _kept_rows(cand: Path, filters: Filters):

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+from contextvars import ContextVar
 from pathlib import Path
 
 import duckdb
@@ -21,6 +22,8 @@ from mtquery.errors import DataError
 from mtquery.io.columns import Roles, detect, override_text, parse_override
 from mtquery.io.datasets import Dataset
 
+#: ``--columns`` of the running command (the CLI sets it; a Dataset's own ``columns`` wins)
+OVERRIDE: ContextVar[str | None] = ContextVar("mtquery_columns", default=None)
 #: rows of the first file whose coordinates decide whether a geometry without CRS is lon/lat
 PROBE_ROWS = 10_000
 _MEMO: dict[tuple, Roles] = {}
@@ -111,7 +114,7 @@ def roles_for(con: duckdb.DuckDBPyConnection, dataset: Dataset,
               types: dict[str, str]) -> Roles:
     """The dataset's roles (``types``: its columns as DuckDB reads them): its own
     ``--columns``, else a remembered one, else detected. Memoised per process."""
-    given = dataset.columns
+    given = dataset.columns if dataset.columns is not None else OVERRIDE.get()
     text = given if given is not None else remembered(dataset)
     override = parse_override(text)
     key = (dataset.sources, override_text(override), tuple(types.items()))

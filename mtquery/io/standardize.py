@@ -56,6 +56,13 @@ def _with_vector(table: pa.Table, column: str, wanted: bool) -> pa.Table:
     return table
 
 
+def _dim_of(column: pa.ChunkedArray) -> int:
+    """The length of the first vector (the CAST to FLOAT[dim] refuses any other length)."""
+    for v in column.drop_null().slice(0, 1).to_pylist():
+        return len(v[0]) if v and isinstance(v[0], list) else len(v or [])
+    return 1
+
+
 def _float32_like(t: pa.DataType) -> pa.DataType:
     if pa.types.is_float16(t):
         return pa.float32()
@@ -109,7 +116,8 @@ def standard_rows(table: pa.Table, roles: Roles, wanted: Sequence[str], source: 
         con.register(BATCH, batch)
         types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {BATCH}").fetchall()}
         bind(con, roles, sources)
-        view = view_statements(roles, types, dim or 1, base=BATCH)
+        view = view_statements(roles, types, dim or _dim_of(batch.column(roles.vector)),
+                               base=BATCH)
         con.execute(next(text for name, text in view if name.startswith("10_")))
         cols = ", ".join(("ST_AsWKB(geometry) AS geometry" if c == "geometry" else f'"{c}"')
                          for c in wanted)
