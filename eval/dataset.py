@@ -92,6 +92,7 @@ def read_vectors(files: np.ndarray, rows: np.ndarray, session: Session) -> np.nd
     them (local files), in the given order."""
     out: np.ndarray | None = None
     n = len(rows)
+    vector = session.shape.roles.vector  # a file of another shape: its vector column
     order_files = list(dict.fromkeys(files.tolist()))
     for fname in order_files:
         sel = np.nonzero(files == fname)[0]
@@ -102,16 +103,16 @@ def read_vectors(files: np.ndarray, rows: np.ndarray, session: Session) -> np.nd
         starts = np.concatenate([[0], np.cumsum(rg_rows)])
         rgs = np.unique(np.searchsorted(starts, want, side="right") - 1)
         if len(rgs) == len(rg_rows):
-            tbl = pf.read(columns=["embedding"])
+            tbl = pf.read(columns=[vector])
             local = want
         else:
-            tbl = pf.read_row_groups(rgs.tolist(), columns=["embedding"])
+            tbl = pf.read_row_groups(rgs.tolist(), columns=[vector])
             kept = np.cumsum(rg_rows[rgs])
             new_start = np.concatenate([[0], kept[:-1]])
             pos = np.searchsorted(starts, want, side="right") - 1
             remap = dict(zip(rgs.tolist(), new_start.tolist(), strict=True))
             local = np.array([remap[p] for p in pos], dtype=np.int64) + (want - starts[pos])
-        M = embedding_matrix(tbl.column("embedding"))
+        M = embedding_matrix(tbl.column(vector))
         if len(order_files) == 1 and len(local) == len(M) and (
                 local == np.arange(len(M))).all():
             out = M  # the whole file, in order: no copy

@@ -151,7 +151,7 @@ def test_bad_inputs(capsys, args, code, needle, tmp_path):
 
 
 @pytest.mark.parametrize("make,needle", [(_mixed_dims, "mixed embedding dimensions"),
-                                         (_no_columns, "missing standard column"),
+                                         (_no_columns, "no vector column"),
                                          (_not_parquet, "not a Parquet file")])
 def test_bad_data(capsys, tmp_path, make, needle):
     ds = make(tmp_path)
