@@ -9,7 +9,6 @@ one built with other roles is not used. ``--columns ''`` (empty) forgets a remem
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -40,35 +39,53 @@ def _memory_file(dataset: Dataset) -> Path | None:
     return root / "columns" / f"{key}.json"
 
 
-def remembered(dataset: Dataset) -> str | None:
-    """The ``--columns`` remembered for the dataset's files, if any."""
+def _read_memory(dataset: Dataset) -> dict:
     path = _memory_file(dataset)
     if path is None or not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def remembered(dataset: Dataset) -> str | None:
+    """The ``--columns`` remembered for the dataset's files, if any."""
+    value = _read_memory(dataset).get("columns")
+    return value if isinstance(value, str) and value else None
+
+
+def _remembered_roles(dataset: Dataset, override: str, schema: str) -> Roles | None:
+    """The roles detected before for the same files, ``--columns`` and schema."""
+    doc = _read_memory(dataset)
+    if doc.get("override") != override or doc.get("schema") != schema:
         return None
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("columns")
-    except (OSError, ValueError, AttributeError):
+        roles = Roles.from_dict(doc["roles"])
+        return Roles(**{**roles.__dict__, "notices": tuple(doc.get("notices", ()))})
+    except (KeyError, TypeError, DataError):
         return None
-    return value if isinstance(value, str) else None
 
 
-def remember(dataset: Dataset, columns: str) -> None:
-    """Remember (or, with an empty text, forget) the ``--columns`` of the dataset's files."""
+def remember(dataset: Dataset, columns: str | None, roles: Roles | None = None,
+             schema: str = "") -> None:
+    """Remember the ``--columns`` of the dataset's files (``''``: forget it) and the roles
+    read with it; a convenience: a cache that cannot be written is left alone."""
     path = _memory_file(dataset)
     if path is None:
         return
-    if not columns:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        return
+    doc = {"columns": columns or None, "override": columns or "", "schema": schema,
+           "sources": list(dataset.sources)}
+    if roles is not None:
+        doc.update(roles=roles.to_dict(), notices=list(roles.notices))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"columns": columns, "sources": list(dataset.sources)}),
-                       encoding="utf-8")
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
-        pass  # memory is a convenience: the command still runs with the roles given
+        pass
 
 
 def _geo(con: duckdb.DuckDBPyConnection, first: str) -> dict | None:
@@ -117,17 +134,24 @@ def roles_for(con: duckdb.DuckDBPyConnection, dataset: Dataset,
     given = dataset.columns if dataset.columns is not None else OVERRIDE.get()
     text = given if given is not None else remembered(dataset)
     override = parse_override(text)
-    key = (dataset.sources, override_text(override), tuple(types.items()))
+    spelled = override_text(override)
+    schema = hashlib.sha256(json.dumps(sorted(types.items())).encode()).hexdigest()[:16]
+    key = (dataset.sources, spelled, schema)
     roles = _MEMO.get(key)
+    if roles is None and given is None:
+        roles = _remembered_roles(dataset, spelled, schema)
     if roles is None:
+        from mtquery.standard.schema import REQUIRED
+
+        if not override and all(c in types for c in REQUIRED):
+            return detect(types)  # a standard file: nothing to detect or remember
         first = dataset.duckdb_sources[0]
         geo = _geo(con, first) if not override or "crs" not in override else None
         roles = detect(types, geo, override)
         if roles.notices and roles.geometry and not roles.crs and "crs" not in override:
             _check_lonlat(con, roles, types, first)
-        _MEMO[key] = roles
-    if given is not None and given != remembered(dataset):
-        remember(dataset, override_text(override))
+        remember(dataset, spelled, roles, schema)  # not detected again at the next query
+    _MEMO[key] = roles
     return roles
 
 
