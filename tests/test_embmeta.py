@@ -297,3 +297,18 @@ def test_info_refuses_a_malformed_block_in_one_line(tmp_path, capsys):
     code, out, err = run(capsys, "info", bad)
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and "bad.parquet" in err and KEY.decode() in err
+
+
+def test_convert_records_the_column_roles_it_read(tmp_path):
+    from foreign import write_shape
+
+    src = write_shape("chips_id", tmp_path / "src")
+    out = tmp_path / "std"
+    mtquery.convert(str(src), out)
+    blk = _blk_of(_parts(out)[0])
+    roles = describe(blk)["roles"]
+    assert roles["vector"] == "embedding" and roles["id"] == "chips_id"
+    assert roles["time"] == "datetime"
+    assert describe(blk)["dim"] == 1024 and describe(blk)["dtype"] == "float32"
+    # the converted dataset is standard: its own reads need no roles, the block keeps them
+    assert mtquery.info(str(out))["embedding"]["mtquery:roles"] == roles

@@ -249,3 +249,15 @@ def test_a_file_without_acquisition_times_gets_when_it_was_written(tmp_path):
     assert item["properties"]["datetime"] == "2024-05-01T12:00:00.000000Z"
     assert item["properties"]["mtquery:datetime_from"] == "file modification time"
     assert item["geometry"] is None and "bbox" not in item
+
+
+def test_a_file_of_another_shape(tmp_path):
+    from foreign import write_shape
+
+    src = write_shape("points_id", tmp_path / "src")
+    out = tmp_path / "cat"
+    stac(str(src), out)
+    collection, ((path, item),) = read_catalogue(out)
+    assert collection["emb:dimensions"] == 384
+    assert (path.parent / item["assets"]["embeddings"]["href"]).resolve() == Path(src).resolve()
+    assert item["properties"]["mtquery:rows"] == 50 and item["bbox"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -309,3 +310,40 @@ def of_files(blocks: Sequence[dict | None]) -> tuple[dict | None, str | None]:
     if distinct > 1:
         note += f", {distinct} different ones (the first file's is shown)"
     return found[0], note
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What a writer copying embedding files knows of them: their blocks, the model and
+    weights mtquery knows for files without one, and the column roles they were read with
+    (files of another shape)."""
+
+    blocks: tuple[dict | None, ...]
+    model: str | None = None
+    weights: str | None = None
+    roles: dict[str, str] | None = None
+
+    def block(self, dim: int, dtype: str | pa.DataType, column: str = "embedding") -> dict:
+        """The block of the output: what the inputs' blocks agree on, else the model known;
+        the output's dimension, type and column; the roles the inputs were read with."""
+        blk = carried(list(self.blocks), dim, dtype, column, model=self.model,
+                      weights=self.weights)
+        if self.roles:
+            blk["mtquery:roles"] = dict(self.roles)
+            check(blk)
+        return blk
+
+
+def origin_of(files: Sequence[str | object], catalog_model: str | None = None,
+              metadata: Sequence[Mapping[bytes, bytes] | None] | None = None,
+              roles: dict[str, str] | None = None) -> Origin:
+    """The :class:`Origin` of ``files``: their blocks (from ``metadata``, their footers'
+    key-value metadata, when given; else read from the local files), the model of their
+    generation manifest or ``catalog_model``, ``roles``."""
+    names = [str(f) for f in files]
+    if metadata is None:
+        blocks = tuple(file_block(f) for f in names)
+    else:
+        blocks = tuple(file_block(f, m or {}) for f, m in zip(names, metadata))
+    model, weights = known_model([f for f in names if "://" not in f], catalog_model)
+    return Origin(blocks, model, weights, roles)

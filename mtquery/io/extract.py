@@ -36,7 +36,7 @@ from mtquery.errors import DataError, UsageError
 from mtquery.io.columns import STANDARD, Roles
 from mtquery.io.cost import Budget, FilePlan, ReadPlan, check, parse_max_read, plan
 from mtquery.io.datasets import Dataset, resolve
-from mtquery.io.embmeta import known_model
+from mtquery.io.embmeta import Origin, origin_of
 from mtquery.io.http import run_all
 from mtquery.io.optimize import DEFAULT_ROW_GROUP, MANIFEST, check_paths, write_stage
 from mtquery.io.remote import Footer, expand, read_footers, read_range
@@ -215,8 +215,7 @@ def _run(ds: Dataset, read: ReadPlan, filters: Filters, stage: Path, output: Pat
     out_stage.mkdir()
     manifest = write_stage(resolve(parts), out_stage, rows, fingerprint(parts), t0,
                             row_group_size, False, None, "2GB", "2GB", None, None, validate,
-                            progress, known=known_model(ds.local_files, ds.entry.model
-                                                        if ds.entry else None))
+                            progress, origin=_origin(ds, read, roles))
     manifest["inputs"] = [{"file": d["source"], "row_groups": d["row_groups"],
                            "rows": d["rows"]} for d in done]
     (out_stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -239,6 +238,15 @@ def _run(ds: Dataset, read: ReadPlan, filters: Filters, stage: Path, output: Pat
         f"into {output} ({extract_manifest['seconds']:.1f} s"
         + (", resumed" if resumed else "") + ")"))
     return extract_manifest
+
+
+def _origin(ds: Dataset, read: ReadPlan, roles: Roles) -> Origin:
+    """What the output's embedding metadata block says of the source files: their blocks
+    (footers), the model mtquery knows, the column roles of a file of another shape."""
+    footers = _footers(read)
+    return origin_of([f.source for f in footers], ds.entry.model if ds.entry else None,
+                     metadata=[f.schema.metadata for f in footers],
+                     roles=None if roles.standard else roles.mapping())
 
 
 class _Meter:

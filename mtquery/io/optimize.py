@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from mtquery.errors import DataError, UsageError
 from mtquery.io.datasets import Dataset, resolve
-from mtquery.io.embmeta import carried, file_block, known_model, with_block
+from mtquery.io.embmeta import Origin, origin_of, with_block
 from mtquery.io.staging import discard, new_staging, publish, tidy
 from mtquery.progress import ProgressCallback, emit
 from mtquery.vectors.store import fingerprint
@@ -258,11 +258,11 @@ def write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: 
                  row_group_size: int, float16: bool, rows_per_file: int | None, mem: str,
                  memory_limit: str, threads: int | None, compression_level: int | None,
                  validate: bool, progress: ProgressCallback | None,
-                 known: tuple[str | None, str | None] | None = None) -> dict:
+                 origin: Origin | None = None) -> dict:
     """Write every output file and the manifest into ``stage``; returns the manifest.
-    The files carry the embedding metadata block of the inputs (``mtquery.io.embmeta``);
-    when they have none, one naming the model and weights ``known`` (default: from the
-    inputs' generation manifest or catalog entry)."""
+    The files carry the embedding metadata block (``mtquery.io.embmeta``) of ``origin``,
+    what is known of the data's source files (default: the input files themselves, their
+    generation manifest, their catalog entry)."""
     import duckdb
 
     from mtquery.query.session import describe_error, open_session
@@ -281,7 +281,8 @@ def write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: 
         bbox = _geo_bbox(con)
         schema = with_geo_metadata(output_schema(dim, float16).empty_table(), bbox,
                                    covering=True).schema
-        blk = _block(ds, dim, float16, known)
+        blk = (origin or origin_of(ds.local_files, ds.entry.model if ds.entry else None)
+               ).block(dim, "float16" if float16 else "float32")
         schema = with_block(schema, blk)
         writer = _Writer(stage, schema, row_group_size, rows_per_file, "zstd",
                          compression_level)
@@ -325,17 +326,6 @@ def write_stage(ds: Dataset, stage: Path, n_in: int, inputs_fp: list[dict], t0: 
     if validate:
         _validate(stage, progress)
     return manifest
-
-
-def _block(ds: Dataset, dim: int, float16: bool,
-           known: tuple[str | None, str | None] | None) -> dict:
-    """The output's embedding metadata block: what the inputs' blocks agree on, with the
-    output's dimension and type; else one naming the model where it is known."""
-    blocks = [file_block(str(f)) for f in ds.local_files]
-    name, weights = known or known_model(ds.local_files,
-                                         ds.entry.model if ds.entry else None)
-    return carried(blocks, dim, "float16" if float16 else "float32", model=name,
-                   weights=weights)
 
 
 #: checks whose failures optimize reports but publishes: vectors are copied as they are, and
