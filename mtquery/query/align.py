@@ -43,11 +43,17 @@ def align(session: Session, other: str | list[str], bbox: str | BBox | None = No
     ds = resolve(other)
     if ds.remote:
         raise DataError("align reads the other dataset locally; download it first", "other")
-    sql, params = align_sql(parse_bbox(bbox), session.shape.has_bbox, limit)
-    t = run(session, sql, [ds.duckdb_sources, *params])
+    from mtquery.io.roles import roles_of
+
+    if session.shape.roles.standard and roles_of(ds).standard:
+        sql, params = align_sql(parse_bbox(bbox), session.shape.has_bbox, limit)
+        t = run(session, sql, [ds.duckdb_sources, *params])
+        key = "same grid_cell, product_id, pixel_bbox"
+    else:
+        t, key = _align_other_shape(session, ds, parse_bbox(bbox), limit)
     if t.num_rows == 0:
         raise DataError(f"no fragment of {session.dataset.name} has a counterpart in "
-                        f"{ds.name} (same grid_cell, product_id, pixel_bbox)", "other")
+                        f"{ds.name} ({key})", "other")
     a = unit_rows(embedding_matrix(t.column("embedding")))
     b = unit_rows(embedding_matrix(t.column("other_embedding")))
     kk = min(k, t.num_rows - 1)
@@ -63,3 +69,35 @@ def align(session: Session, other: str | list[str], bbox: str | BBox | None = No
         agree = np.full(t.num_rows, np.nan)
     out = t if vectors else t.drop_columns(["embedding", "other_embedding"])
     return out.append_column(f"agreement@{k}", pa.array(agree, pa.float64()))
+
+
+def _align_other_shape(session: Session, ds, bbox: BBox | None, limit: int | None
+                       ) -> tuple[pa.Table, str]:
+    """Pairs when a dataset is of another shape (mtquery.io.columns): the other dataset's
+    rows through its own views, joined on the id when both have an id column (two models'
+    embeddings of the same chips), else on grid cell, time and the same footprint."""
+    from mtquery.query.session import open_session
+
+    other = open_session(ds)
+    try:
+        rows = run(other, "SELECT unique_id, grid_cell, \"timestamp\", "
+                          "ST_AsWKB(geometry) AS wkb, embedding FROM embeddings")
+        both_ids = other.shape.roles.id is not None and session.shape.roles.id is not None
+    finally:
+        other.close()
+    on = ("o.unique_id = e.unique_id" if both_ids else
+          "o.grid_cell = e.grid_cell AND o.\"timestamp\" IS NOT DISTINCT FROM e.\"timestamp\""
+          " AND o.wkb = ST_AsWKB(e.geometry)")
+    where, params = where_sql(Filters(bbox=bbox), session.shape.has_bbox)
+    cols = ", ".join(f'e."{c}"' for c in PAIR_COLUMNS if c != "other_unique_id")
+    sql = (f"SELECT {cols}, o.unique_id AS other_unique_id, e.embedding, "
+           "o.embedding AS other_embedding\n"
+           f"FROM (SELECT * FROM embeddings {where}) e JOIN mt_align_other o ON {on}\n"
+           "ORDER BY e.grid_cell, e.\"timestamp\", e.unique_id"
+           + ("\nLIMIT ?" if limit is not None else ""))
+    session.con.register("mt_align_other", rows)
+    try:
+        t = run(session, sql, [*params, *([limit] if limit is not None else [])])
+    finally:
+        session.con.unregister("mt_align_other")
+    return t, ("same id" if both_ids else "same grid cell, time and footprint")
