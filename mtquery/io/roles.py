@@ -131,7 +131,11 @@ def roles_for(con: duckdb.DuckDBPyConnection, dataset: Dataset,
               types: dict[str, str]) -> Roles:
     """The dataset's roles (``types``: its columns as DuckDB reads them): its own
     ``--columns``, else a remembered one, else detected. Memoised per process."""
+    from mtquery.standard.schema import REQUIRED
+
     given = dataset.columns if dataset.columns is not None else OVERRIDE.get()
+    if not given and all(c in types for c in REQUIRED):
+        return detect(types)  # a standard file: nothing to detect, remember or read
     text = given if given is not None else remembered(dataset)
     override = parse_override(text)
     spelled = override_text(override)
@@ -141,10 +145,8 @@ def roles_for(con: duckdb.DuckDBPyConnection, dataset: Dataset,
     if roles is None and given is None:
         roles = _remembered_roles(dataset, spelled, schema)
     if roles is None:
-        from mtquery.standard.schema import REQUIRED
-
         if not override and all(c in types for c in REQUIRED):
-            return detect(types)  # a standard file: nothing to detect or remember
+            return detect(types)
         first = dataset.duckdb_sources[0]
         geo = _geo(con, first) if not override or "crs" not in override else None
         roles = detect(types, geo, override)
