@@ -130,9 +130,12 @@ def remote_info(dataset: Dataset, dim: int | None = None) -> dict | None:
 
         with contextlib.closing(open_session(dataset)) as s:
             dim = s.dim
+    from mtquery.io.roles import roles_of
+
+    roles = roles_of(dataset)
     groups = [g for f in footers for g in f.row_groups]
     boxes = [((f.geo or {}).get("columns", {}).get("geometry") or {}).get("bbox")
-             for f in footers]
+             for f in footers] if roles.standard or not roles.crs else [None]
     if boxes and all(isinstance(b, list) and len(b) == 4 for b in boxes):
         bbox, source = [min(b[0] for b in boxes), min(b[1] for b in boxes),
                         max(b[2] for b in boxes), max(b[3] for b in boxes)], "geo metadata"
@@ -143,7 +146,10 @@ def remote_info(dataset: Dataset, dim: int | None = None) -> dict | None:
         bbox = [stat("centre_lon", 0, min), stat("centre_lat", 0, min),
                 stat("centre_lon", 1, max), stat("centre_lat", 1, max)]
         source = "fragment centres (row-group statistics)"
-    times = [g.stats["timestamp"] for g in groups if "timestamp" in g.stats]
+        if not roles.standard:  # a file of another shape: its centres are derived
+            bbox, source = [None] * 4, "not in the footers (derived centres)"
+    times = [g.stats["timestamp"] for g in groups if "timestamp" in g.stats
+             and (roles.standard or roles.time == "timestamp")]
     full = bool(times) and len(times) == len(groups)
     return {
         "dataset": dataset.name,
@@ -162,6 +168,9 @@ def remote_info(dataset: Dataset, dim: int | None = None) -> dict | None:
         "extent_from": source,
         "read": f"footers only ({sum(len(f.footer) for f in footers):,} bytes)",
         **embedding_entry([file_block(f.source, f.schema.metadata or {}) for f in footers]),
+        **({} if roles.standard else {"columns": roles.mapping(),
+                                      "derived": list(roles.derived),
+                                      "notices": list(roles.notices)}),
     }
 
 
@@ -170,7 +179,7 @@ def dataset_info(session: Session) -> dict:
     Remote data: from the Parquet footers alone (``remote_info``)."""
     info = remote_info(session.dataset, session.dim) if session.dataset.remote else None
     if info is not None:
-        return {**info, **roles_entry(session)}
+        return info
     files = run(session, FILES_SQL).to_pylist()[0]
     roles = session.shape.roles
     bbox = (_bbox_from_metadata(session, int(files["files"] or 0))
