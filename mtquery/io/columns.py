@@ -236,6 +236,9 @@ def crs_of(geo_col: dict | None) -> tuple[str | None, bool]:
     from pyproj import CRS
     from pyproj.exceptions import CRSError
 
+    ident = crs.get("id") if isinstance(crs, dict) else None
+    if isinstance(ident, dict) and ident.get("authority") and ident.get("code"):
+        crs = f"{ident['authority']}:{ident['code']}"  # PROJJSON's id: enough, and robust
     try:
         c = CRS.from_user_input(crs if not isinstance(crs, dict) else json.dumps(crs))
     except CRSError as exc:
