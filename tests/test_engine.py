@@ -113,15 +113,21 @@ def test_bad_datasets(tmp_path):
         datasets.resolve(str(junk))
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DataError, match="no .parquet files"):
+    with pytest.raises(DataError, match="no .parquet, .gpq or .geoparquet files"):
         datasets.resolve(str(empty))
 
 
-def test_missing_standard_columns(tmp_path):
-    t = synth.make_table(10, dim=4).drop_columns(["grid_cell", "centre_lat"])
+def test_missing_standard_columns_are_derived(tmp_path):
+    full = synth.make_table(10, dim=4)
+    t = full.drop_columns(["grid_cell", "centre_lat"])
     path = synth.write(t, tmp_path / "nocols.parquet")
-    with pytest.raises(DataError, match="missing standard column"):
-        mtquery.open_session(path)
+    s = mtquery.open_session(path)
+    try:
+        assert not s.shape.roles.standard and "grid_cell" in s.shape.roles.derived
+        got = s.con.execute("SELECT grid_cell FROM embeddings ORDER BY source_row").fetchall()
+    finally:
+        s.close()
+    assert [g for (g,) in got] == full.column("grid_cell").to_pylist()
 
 
 def test_mixed_dimensions_across_files(tmp_path):

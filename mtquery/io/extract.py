@@ -65,10 +65,11 @@ def extract_plan(dataset: Dataset | str, filters: Filters) -> ReadPlan:
                         "dataset")
     from mtquery.io.roles import roles_of
 
+    footers = read_footers(files, fresh=True)  # first: mtquery's own reads name the URL
     # a file of another shape: its centre columns (if any) are not the derived centres, so
     # no row group is skipped by their statistics (the views filter the rows read)
     scope = filters if roles_of(ds).standard else None
-    return plan(read_footers(files, fresh=True), scope, "extract", what="extract")
+    return plan(footers, scope, "extract", what="extract")
 
 
 def extract(dataset: Dataset | str, output: str | Path, bbox: str | BBox | None = None,

@@ -346,7 +346,12 @@ def check_footers(footers: Sequence[Footer], vector: str = "embedding") -> int |
     (None: undecided). Files of other shapes (mtquery.io.columns) are checked by the views."""
     dim = None
     first = None
+    have = [c for c in REQUIRED if footers and c in footers[0].schema.names]
     for f in footers:
+        missing = [c for c in have if c not in f.schema.names]
+        if missing:  # one dataset, one shape: the first file's standard columns everywhere
+            raise DataError(f"{f.source}: missing standard column(s): {', '.join(missing)} "
+                            f"(which {footers[0].name} has)")
         if vector not in f.schema.names:
             if all(c in f.schema.names for c in REQUIRED) or vector != "embedding":
                 raise DataError(f"{f.source}: no vector column {vector!r}")

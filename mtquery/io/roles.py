@@ -26,6 +26,7 @@ OVERRIDE: ContextVar[str | None] = ContextVar("mtquery_columns", default=None)
 #: rows of the first file whose coordinates decide whether a geometry without CRS is lon/lat
 PROBE_ROWS = 10_000
 _MEMO: dict[tuple, Roles] = {}
+_SEEN: dict[tuple, Roles] = {}
 
 
 def _memory_file(dataset: Dataset) -> Path | None:
@@ -127,10 +128,33 @@ def _check_lonlat(con: duckdb.DuckDBPyConnection, roles: Roles, types: dict[str,
                         "lon/lat; name its CRS with --columns crs=EPSG:CODE")
 
 
-def roles_for(con: duckdb.DuckDBPyConnection, dataset: Dataset,
-              types: dict[str, str]) -> Roles:
+def roles_for(con: duckdb.DuckDBPyConnection | None, dataset: Dataset,
+              types: dict[str, str], geo: dict | None = None) -> Roles:
     """The dataset's roles (``types``: its columns as DuckDB reads them): its own
-    ``--columns``, else a remembered one, else detected. Memoised per process."""
+    ``--columns``, else a remembered one, else detected. Memoised per process. Without
+    ``con`` (remote files read by their footers) the GeoParquet metadata is ``geo`` and
+    coordinates without a CRS are taken for lon/lat unchecked."""
+    roles = _roles_for(con, dataset, types, geo)
+    _SEEN[_seen_key(dataset)] = roles
+    return roles
+
+
+def _seen_key(dataset: Dataset) -> tuple:
+    """The dataset as roles_of finds it again: sources, --columns, local files' sizes and
+    modification times (a file written anew is looked at anew)."""
+    stats = []
+    for f in dataset.local_files:
+        try:
+            st = f.stat()
+        except OSError:
+            return ()
+        stats.append((st.st_size, st.st_mtime_ns))
+    given = dataset.columns if dataset.columns is not None else OVERRIDE.get()
+    return (dataset.sources, given, tuple(stats))
+
+
+def _roles_for(con: duckdb.DuckDBPyConnection | None, dataset: Dataset,
+               types: dict[str, str], geo: dict | None) -> Roles:
     from mtquery.standard.schema import REQUIRED
 
     given = dataset.columns if dataset.columns is not None else OVERRIDE.get()
@@ -148,9 +172,11 @@ def roles_for(con: duckdb.DuckDBPyConnection, dataset: Dataset,
         if not override and all(c in types for c in REQUIRED):
             return detect(types)
         first = dataset.duckdb_sources[0]
-        geo = _geo(con, first) if not override or "crs" not in override else None
-        roles = detect(types, geo, override)
-        if roles.notices and roles.geometry and not roles.crs and "crs" not in override:
+        if con is not None and "crs" not in override:
+            geo = _geo(con, first)
+        roles = detect(types, geo if "crs" not in override else None, override)
+        if (con is not None and roles.notices and roles.geometry and not roles.crs
+                and "crs" not in override):
             _check_lonlat(con, roles, types, first)
         remember(dataset, spelled, roles, schema)  # not detected again at the next query
     _MEMO[key] = roles
@@ -162,9 +188,43 @@ def roles_of(dataset: Dataset) -> Roles:
     the index build): its schema read once (memoised with the roles)."""
     from mtquery.query.session import SOURCES_VAR, _source_columns, new_connection
 
+    seen = _SEEN.get(_seen_key(dataset))
+    if seen is not None:  # a session of this process read them (no second connection)
+        return seen
+    if dataset.remote:
+        from mtquery.io.cost import footers_of
+
+        footers = footers_of(dataset)  # mtquery's own reads: retries, the URL named
+        if footers:
+            return roles_for(None, dataset, footer_types(footers[0].schema), footers[0].geo)
     con = new_connection(extensions=("spatial", "httpfs") if dataset.remote else ("spatial",))
     try:
         con.execute(f"SET VARIABLE {SOURCES_VAR} = ?", [dataset.duckdb_sources])
         return roles_for(con, dataset, _source_columns(con, dataset.sources))
+    finally:
+        con.close()
+
+
+def footer_types(schema) -> dict[str, str]:
+    """A file's columns as DuckDB names their types, from its Arrow schema (no data read;
+    half floats as floats, which DuckDB reads them as)."""
+    import pyarrow as pa
+
+    def plain(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_float16(t):
+            return pa.float32()
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(plain(t.value_type), t.list_size)
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            return pa.list_(plain(t.value_type))
+        if isinstance(t, pa.ExtensionType):
+            return t.storage_type
+        return t
+
+    empty = pa.schema([pa.field(f.name, plain(f.type)) for f in schema]).empty_table()
+    con = duckdb.connect()
+    try:
+        con.register("mtq_schema", empty)
+        return {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM mtq_schema").fetchall()}
     finally:
         con.close()

@@ -38,10 +38,10 @@ VALUES_SQL = ("SELECT row_group_num_rows AS n_rows, num_values AS n_values\n"
               "FROM parquet_metadata(getvariable('mtquery_sources'))\n"
               "WHERE path_in_schema LIKE {column} || ',%'")
 #: rows per vector length, with an example (reads the embedding column)
-LENGTHS_SQL = ("SELECT len({flat}) AS dim, count(*) AS n, min(source_row) AS example,\n"
+LENGTHS_SQL = ("SELECT len({flat}) AS dim, count(*) AS n, min({example}) AS example,\n"
                "  min(filename) AS file\n"
-               "FROM (SELECT *, file_row_number AS source_row FROM read_parquet("
-               "getvariable('mtquery_sources'), filename = true, file_row_number = true))\n"
+               "FROM read_parquet(getvariable('mtquery_sources'), filename = true, "
+               "file_row_number = true)\n"
                "WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1")
 
 
@@ -60,11 +60,15 @@ def embedding_dims(session: Session) -> dict[int, int]:
     if groups and all(g["n_values"] == g["n_rows"] * dim for g in groups):
         return {dim: sum(int(g["n_rows"]) for g in groups)}
     flat = f"flatten({ident(column)})" if len(lengths) == 2 else ident(column)
-    rows = run(session, LENGTHS_SQL.format(flat=flat, column=ident(column))).to_pylist()
+    roles = session.shape.roles
+    example = f"CAST({ident(roles.id)} AS VARCHAR)" if roles.id else "file_row_number"
+    label = roles.id or "row"
+    rows = run(session, LENGTHS_SQL.format(flat=flat, column=ident(column),
+                                           example=example)).to_pylist()
     dims = {int(r["dim"]): int(r["n"]) for r in rows if r["dim"] is not None}
     if len(dims) > 1:
         detail = ", ".join(
-            f"{r['dim']} ({r['n']:,} rows" + (f", e.g. row {r['example']} of {r['file']})"
+            f"{r['dim']} ({r['n']:,} rows" + (f", e.g. {label} {r['example']} in {r['file']})"
                                                if i else ")")
             for i, r in enumerate(rows))
         raise DataError(f"mixed embedding dimensions: {detail}; every vector must have the "

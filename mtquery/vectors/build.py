@@ -192,6 +192,7 @@ def build_index(dataset: Dataset | str, out_dir: str | Path | None = None,
     if out.exists() and not (out / MANIFEST).is_file() and (
             not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} exists and is not an mtquery index; choose another index_dir")
+    roles_of(ds)  # a file no roles can read is refused before anything is written
     out.parent.mkdir(parents=True, exist_ok=True)
     part = partial_dir(out)
     with locked(part):
