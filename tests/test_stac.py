@@ -261,3 +261,5 @@ def test_a_file_of_another_shape(tmp_path):
     assert collection["emb:dimensions"] == 384
     assert (path.parent / item["assets"]["embeddings"]["href"]).resolve() == Path(src).resolve()
     assert item["properties"]["mtquery:rows"] == 50 and item["bbox"]
+    assert collection["mtquery:roles"]["vector"] == "embedding"  # how mtquery reads it
+    assert collection["mtquery:roles"]["id"] == "id"

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from mtquery.errors import DataError, UsageError
 from mtquery.io.datasets import Dataset, resolve
-from mtquery.io.embmeta import EXTENSION, carried, describe, dtype_name, file_block, of_files
+from mtquery.io.embmeta import EXTENSION, Origin, describe, dtype_name, file_block, of_files
 from mtquery.io.embmeta import known_model as model_of_files
 from mtquery.io.staging import discard, new_staging, publish, tidy
 
@@ -113,7 +113,8 @@ def stac(dataset: Dataset | str | Path | list, out: str | Path, *, force: bool =
 
 
 def _stats(ds: Dataset) -> list[dict]:
-    """Per data file: source, local (bool), rows, bbox, start, end, block, dtype, column."""
+    """Per data file: source, local (bool), rows, bbox, start, end, block, dtype, column,
+    roles (those mtquery reads a file of another shape with)."""
     if ds.remote:
         return _remote_stats(ds)
     import pyarrow.parquet as pq
@@ -123,7 +124,9 @@ def _stats(ds: Dataset) -> list[dict]:
 
     session = open_session(ds)
     try:
-        column = _vector_column(session)
+        roles = session.shape.roles
+        column = roles.vector
+        read_with = None if roles.standard else roles.mapping()
         by_file = {str(Path(r["file"]).resolve()): r
                    for r in run(session, FILES_SQL).to_pylist()}
     finally:
@@ -140,7 +143,7 @@ def _stats(ds: Dataset) -> list[dict]:
         out.append({"source": str(path), "local": True, "rows": int(r.get("rows") or 0),
                     "bbox": box, "start": _utc(r.get("start")), "end": _utc(r.get("end")),
                     "block": blk, "column": col,
-                    "dtype": _dtype(schema, col), "dim": None,
+                    "dtype": _dtype(schema, col), "dim": None, "roles": read_with,
                     "mtime": dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)})
     return out
 
@@ -165,14 +168,8 @@ def _remote_stats(ds: Dataset) -> list[dict]:
         out.append({"source": f.source, "local": False, "rows": info["rows"], "bbox": box,
                     "start": _utc(info["start"]), "end": _utc(info["end"]), "block": blk,
                     "column": col, "dtype": _dtype(f.schema, col), "dim": info["dim"],
-                    "mtime": None})
+                    "roles": None, "mtime": None})
     return out
-
-
-def _vector_column(session: object) -> str:
-    """The session's vector column (its column roles, where the session has them)."""
-    roles = getattr(getattr(session, "shape", None), "roles", None)
-    return getattr(roles, "vector", None) or "embedding"
 
 
 def _dtype(schema: pa.Schema, column: str) -> str | None:
@@ -236,7 +233,9 @@ def _collection_block(ds: Dataset, files: list[dict]) -> dict:
             session.close()
     dtype = next((f["dtype"] for f in files if f["dtype"]), "float32")
     model, weights = model_of_files(ds.local_files, ds.entry.model if ds.entry else None)
-    return carried(blocks, dim, dtype, files[0]["column"], model=model, weights=weights)
+    # a dataset of another shape: the roles mtquery reads it with
+    return Origin(tuple(blocks), model, weights, files[0]["roles"]).block(
+        dim, dtype, files[0]["column"])
 
 
 # ---------------------------------------------------------------- the JSON
