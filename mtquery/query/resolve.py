@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mtquery.errors import DataError, UsageError
-from mtquery.query.filters import check_lat, check_lon
+from mtquery.query.filters import BBox, check_lat, check_lon
 from mtquery.query.search import run
 from mtquery.query.session import Session
 from mtquery.query.vector import QueryVector
@@ -63,8 +63,9 @@ def point_query_params(lat: float, lon: float, has_bbox_column: bool) -> list:
 POINTS_QUERY_SQL = (
     f"SELECT {QUERY_COLUMNS}\n"
     "FROM embeddings\n"
-    "WHERE ST_Intersects(geometry, ST_Point(?, ?))\n"
-    "   OR (ST_Dimension(geometry) = 0 AND grid_cell = ?)\n"
+    "WHERE centre_lat BETWEEN ? AND ? AND centre_lon BETWEEN ? AND ?\n"
+    "  AND (ST_Intersects(geometry, ST_Point(?, ?))\n"
+    "       OR (ST_Dimension(geometry) = 0 AND grid_cell = ?))\n"
     "ORDER BY acquired_at DESC NULLS LAST,\n"
     "  (centre_lat - ?) * (centre_lat - ?) + (centre_lon - ?) * (centre_lon - ?),\n"
     "  unique_id\n"
@@ -78,10 +79,14 @@ def query_from_point(session: Session, lat: float, lon: float) -> QueryVector:
     if session.shape.roles.standard:
         sql, params = point_query_sql(has_bbox), point_query_params(lat, lon, has_bbox)
     else:
-        from mtquery.standard.grid import latlon_to_cell
+        from mtquery.query.filters import centre_window
+        from mtquery.standard.grid import cell_bounds, latlon_to_cell
 
         cell = str(latlon_to_cell(lat, lon)[0])
-        sql, params = POINTS_QUERY_SQL, [lon, lat, cell, lat, lat, lon, lon]
+        x0, y0, x1, y1 = (float(v) for v in cell_bounds([cell])[0])
+        w = centre_window(BBox(min(x0, lon), min(y0, lat), max(x1, lon), max(y1, lat)))
+        sql = POINTS_QUERY_SQL
+        params = [*w.lat, *(w.lon or (-360.0, 360.0)), lon, lat, cell, lat, lat, lon, lon]
     table = run(session, sql, params)
     if table.num_rows == 0:
         raise DataError(_nearest_hint(session, lat, lon))
