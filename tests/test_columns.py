@@ -139,3 +139,24 @@ def test_files_of_other_shapes_over_http(tmp_path):
     meta = json.loads(pq.ParquetFile(next((tmp_path / "std").glob("*.parquet"))).schema_arrow
                       .metadata[b"geo"])
     assert meta["primary_column"] == "geometry"
+
+
+@pytest.mark.parametrize("kind", ["polygon", "point"])
+def test_geoarrow_geometries(tmp_path, kind):
+    import geopandas as gpd
+    import shapely
+
+    rng = np.random.default_rng(3)
+    lon, lat = rng.uniform(10, 11, 30), rng.uniform(45, 46, 30)
+    geoms = (shapely.points(lon, lat) if kind == "point" else
+             [shapely.box(x - 0.02, y - 0.02, x + 0.02, y + 0.02) for x, y in zip(lon, lat)])
+    x = rng.normal(size=(30, 16)).astype("float32")
+    df = gpd.GeoDataFrame({"id": [f"g{i}" for i in range(30)], "embedding": list(x)},
+                          geometry=geoms, crs="EPSG:4326")
+    path = tmp_path / "ga.parquet"
+    df.to_parquet(path, geometry_encoding="geoarrow")
+    got = mtquery.search(str(path)).sort_by("unique_id")
+    order = np.argsort([f"g{i}" for i in range(30)])
+    assert np.allclose(got.column("centre_lat").to_numpy(), lat[order])
+    assert got.column("grid_cell").to_pylist() == latlon_to_cell(lat[order], lon[order]).tolist()
+    assert mtquery.knn(str(path), lat=lat[5], lon=lon[5], k=1).num_rows == 1

@@ -146,13 +146,20 @@ def is_vector_type(dtype: str) -> bool:
 
 def is_geometry_type(dtype: str) -> bool:
     d = dtype.replace(" ", "").upper()
-    return d.startswith("GEOMETRY") or d in ("BLOB", "WKB_BLOB") or is_point_struct(d)
+    return d.startswith("GEOMETRY") or d in ("BLOB", "WKB_BLOB") or geoarrow_depth(d) is not None
 
 
 def is_point_struct(dtype: str) -> bool:
     """A GeoArrow point (``struct<x: double, y: double>``)."""
-    d = dtype.replace(" ", "").upper()
-    return d in ("STRUCT(XDOUBLE,YDOUBLE)", 'STRUCT("X"DOUBLE,"Y"DOUBLE)')
+    return geoarrow_depth(dtype) == 0
+
+
+def geoarrow_depth(dtype: str) -> int | None:
+    """List depth of a GeoArrow (separated coordinates) geometry: 0 point, 1 linestring,
+    2 polygon, 3 multipolygon; None for anything else."""
+    d = dtype.replace(" ", "").replace('"', "").upper()
+    m = re.match(r"^STRUCT\(XDOUBLE,YDOUBLE(?:,ZDOUBLE)?\)((?:\[\])*)$", d)
+    return None if m is None or len(m.group(1)) > 6 else len(m.group(1)) // 2
 
 
 def _numeric(dtype: str) -> bool:

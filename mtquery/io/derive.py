@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from mtquery.io.columns import Roles, id_root, is_point_struct
+from mtquery.io.columns import Roles, geoarrow_depth, id_root
 
 GRID_KM = 10.0
 #: integer timestamp columns are epochs (UTC); the unit is read off the magnitude: below 1e11
@@ -91,15 +91,34 @@ def geometry_expr(column: str, dtype: str, crs: str | None) -> str:
     projected CRS transformed (the bound ``mtquery_crs``)."""
     c = ident(column)
     d = dtype.upper()
+    depth = geoarrow_depth(dtype)
     if d.startswith("GEOMETRY"):
         g = c
-    elif is_point_struct(dtype):
-        g = f"ST_Point({c}.x, {c}.y)"
+    elif depth is not None:
+        g = geoarrow_expr(c, depth)
     else:
         g = f"ST_GeomFromWKB({c})"
     if crs:
         g = f"ST_Transform({g}, getvariable('mtquery_crs'), 'OGC:CRS84', always_xy := true)"
     return g
+
+
+def geoarrow_expr(c: str, depth: int) -> str:
+    """A GeoArrow geometry (separated x/y structs) as GEOMETRY: point, linestring, polygon
+    (shell and holes) or multipolygon, by list depth."""
+    line = "ST_MakeLine(list_transform({r}, p -> ST_Point(p.x, p.y)))"
+
+    def polygon(v: str) -> str:
+        return (f"ST_MakePolygon({line.format(r=v + '[1]')}, list_transform({v}[2:], "
+                f"r -> {line.format(r='r')}))")
+
+    if depth == 0:
+        return f"ST_Point({c}.x, {c}.y)"
+    if depth == 1:
+        return line.format(r=c)
+    if depth == 2:
+        return polygon(c)
+    return f"ST_Collect(list_transform({c}, q -> {polygon('q')}))"
 
 
 STANDARD_SOURCE = ("read_parquet(getvariable('mtquery_sources'), filename = true, "
