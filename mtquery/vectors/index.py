@@ -273,11 +273,10 @@ def check_fresh(store: VectorStore, dataset: Dataset, path: Path) -> None:
                             f"{hint}", "exact")
     from mtquery.io.roles import roles_of
 
-    roles = roles_of(dataset)
-    want_cols = None if roles.standard else roles.to_dict()
-    if (path / MANIFEST).is_file() and read_manifest(path).get("columns") != want_cols:
-        raise DataError(f"the index at {path} was built reading other columns "
-                        f"(--columns); {hint}", "exact")
+    roles = roles_of(dataset)  # built reading other columns (--columns): refused
+    if (path / MANIFEST).is_file() and read_manifest(path).get("columns") != (
+            None if roles.standard else roles.to_dict()):
+        raise DataError(f"the index at {path} was built reading other columns; {hint}", "exact")
 
 
 def load_index(path: str | Path, dataset: Dataset | None = None) -> AnnIndex:
