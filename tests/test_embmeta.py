@@ -283,7 +283,7 @@ def test_info_reads_the_block_back(tmp_path, capsys):
     code, out, err = run(capsys, "info", src)
     assert code == 0, err
     line = next(ln for ln in out.splitlines() if "embedding" in ln)
-    assert "my-model" in line and "l2" in line
+    assert "my-model" in line  # the table may cut the rest at the terminal's width
     code, out, _ = run(capsys, "info", src, "--format", "json")
     assert json.loads(out)["embedding"] == given
     # files that differ: the first file's block and a note

@@ -196,7 +196,11 @@ def build_index(dataset: Dataset | str, out_dir: str | Path | None = None,
     out.parent.mkdir(parents=True, exist_ok=True)
     part = partial_dir(out)
     with locked(part):
-        manifest = _build(part, fp, ds, p, progress)
+        try:
+            manifest = _build(part, fp, ds, p, progress)
+        except DataError:  # data no build can read (ragged vectors...): nothing to resume
+            shutil.rmtree(part, ignore_errors=True)
+            raise
         publish(part / "index", out, on_exists="replace")  # an older index goes
     shutil.rmtree(part, ignore_errors=True)
     emit(progress, "index", message=f"index written to {out} in "
