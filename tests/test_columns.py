@@ -160,3 +160,21 @@ def test_geoarrow_geometries(tmp_path, kind):
     assert np.allclose(got.column("centre_lat").to_numpy(), lat[order])
     assert got.column("grid_cell").to_pylist() == latlon_to_cell(lat[order], lon[order]).tolist()
     assert mtquery.knn(str(path), lat=lat[5], lon=lon[5], k=1).num_rows == 1
+
+
+def test_footprints_wider_than_a_fragment_are_found_at_their_edge(tmp_path):
+    import shapely
+
+    # 60 km squares: a box near an edge lies more than 10 km from the centre
+    rng = np.random.default_rng(5)
+    lon, lat = np.array([10.0, 12.0]), np.array([45.0, 47.0])
+    geoms = [shapely.box(x - 0.4, y - 0.27, x + 0.4, y + 0.27) for x, y in zip(lon, lat)]
+    t = pa.table({"id": ["a", "b"], "emb": pa.array(list(rng.normal(size=(2, 8))),
+                                                    pa.list_(pa.float32())),
+                  "geometry": pa.array(shapely.to_wkb(geoms))})
+    path = tmp_path / "wide.parquet"
+    pq.write_table(t, path)
+    edge = (10.35, 45.2, 10.38, 45.25)  # inside "a", ~30 km from its centre
+    assert mtquery.search(str(path), bbox=edge).column("unique_id").to_pylist() == ["a"]
+    got = mtquery.knn(str(path), lat=45.22, lon=10.36, k=1, include_self=True)
+    assert got.column("unique_id").to_pylist() == ["a"]  # the footprint holding the point

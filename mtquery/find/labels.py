@@ -195,7 +195,7 @@ def background(session: Session, filters: Filters, count: int, exclude: set[str]
                seed: int = 0) -> pa.Table:
     """``count`` fragments drawn at random (seeded) from the region, none of ``exclude``;
     labelled negative."""
-    where, params = where_sql(filters, session.shape.has_bbox)
+    where, params = where_sql(filters, session.shape.has_bbox, session.shape.reach_km)
     sql = (f"SELECT {LOCATE_COLUMNS} FROM embeddings\n{where}\n"
            "ORDER BY hash(unique_id, ?) LIMIT ?").replace("\n\n", "\n")
     t = run(session, sql, [*params, int(seed), int(count) + len(exclude)])

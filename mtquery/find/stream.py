@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from mtquery.find.kernel import StoreScanner, batch_dot
 from mtquery.progress import ProgressCallback, emit
-from mtquery.query.filters import Filters, where_sql
+from mtquery.query.filters import FRAGMENT_REACH_KM, Filters, where_sql
 from mtquery.query.search import sql_error
 from mtquery.query.session import Session
 from mtquery.vectors.store import RowMap, VectorStore
@@ -61,10 +61,11 @@ def find_store(session: Session, build: bool = True,
 
 
 def region_sql(filters: Filters, has_bbox_column: bool, embedding: bool,
-               extent: bool = True) -> tuple[str, list]:
+               extent: bool = True, reach_km: float | None = FRAGMENT_REACH_KM
+               ) -> tuple[str, list]:
     """The streamed scan: row columns, location, footprint extent (when ``extent``: the
     bounds of heat maps and GeoParquet) and the vector (when ``embedding``)."""
-    where, params = where_sql(filters, has_bbox_column)
+    where, params = where_sql(filters, has_bbox_column, reach_km)
     cols = ("unique_id, ST_AsWKB(geometry) AS geometry, grid_cell, timestamp, product_id, "
             "centre_lat, centre_lon, source_file, source_row")
     if extent:
@@ -155,7 +156,7 @@ def region_dots(session: Session, v: np.ndarray, filters: Filters,
     total = planned_rows(session, filters)
     emit(progress, task, 0, total=total, unit="fragments")
     sql, params = region_sql(filters, session.shape.has_bbox, embedding=store is None,
-                             extent=extent)
+                             extent=extent, reach_km=session.shape.reach_km)
     done = 0
     try:
         quiet_duckdb(session)

@@ -51,7 +51,8 @@ def explain(dataset: str | Dataset, filters, limit: int | None = None) -> str:
 
     session = open_session(dataset)
     try:
-        sql, params = search_sql(filters, limit, session.shape.has_bbox)
+        sql, params = search_sql(filters, limit, session.shape.has_bbox,
+                                 reach_km=session.shape.reach_km)
         con = session.con
         t0 = time.perf_counter()
         n = len(con.execute(sql, params).fetchall())

@@ -380,7 +380,7 @@ def _kept_rows(cand: Path, filters: Filters):
     session = open_session(str(cand))
     try:
         check_times(session, filters)
-        where, params = where_sql(filters, session.shape.has_bbox)
+        where, params = where_sql(filters, session.shape.has_bbox, session.shape.reach_km)
         table = run(session, f"SELECT source_row FROM embeddings\n{where}\nORDER BY 1", params)
     finally:
         session.close()

@@ -19,8 +19,10 @@ PAIR_COLUMNS = ("grid_cell", "product_id", "pixel_bbox", "timestamp", "centre_la
                 "centre_lon", "unique_id", "other_unique_id")
 
 
-def align_sql(bbox: BBox | None, has_bbox_column: bool, limit: int | None) -> tuple[str, list]:
-    """Aligned pairs inside ``bbox``; parameters: the other dataset's files, then the box."""
+def align_sql(bbox: BBox | None, has_bbox_column: bool, limit: int | None
+              ) -> tuple[str, list]:
+    """Aligned pairs inside ``bbox`` (standard datasets); parameters: the other dataset's
+    files, then the box."""
     where, params = where_sql(Filters(bbox=bbox), has_bbox_column)
     cols = ", ".join(f'a."{c}"' for c in PAIR_COLUMNS)
     sql = (f"SELECT {cols}, a.embedding, a.other_embedding\n"
@@ -88,7 +90,8 @@ def _align_other_shape(session: Session, ds, bbox: BBox | None, limit: int | Non
     on = ("o.unique_id = e.unique_id" if both_ids else
           "o.grid_cell = e.grid_cell AND o.\"timestamp\" IS NOT DISTINCT FROM e.\"timestamp\""
           " AND o.wkb = ST_AsWKB(e.geometry)")
-    where, params = where_sql(Filters(bbox=bbox), session.shape.has_bbox)
+    where, params = where_sql(Filters(bbox=bbox), session.shape.has_bbox,
+                              session.shape.reach_km)
     cols = ", ".join(f'e."{c}"' for c in PAIR_COLUMNS if c != "other_unique_id")
     sql = (f"SELECT {cols}, o.unique_id AS other_unique_id, e.embedding, "
            "o.embedding AS other_embedding\n"

@@ -17,7 +17,15 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import DataError, UsageError
-from mtquery.query.filters import BBox, Filters, TimeRange, parse_bbox, parse_time_range, where_sql
+from mtquery.query.filters import (
+    FRAGMENT_REACH_KM,
+    BBox,
+    Filters,
+    TimeRange,
+    parse_bbox,
+    parse_time_range,
+    where_sql,
+)
 from mtquery.query.search import check_times, run
 from mtquery.query.session import Session
 from mtquery.vectors.store import unit_rows
@@ -54,10 +62,11 @@ def _key_sql(per_fragment: bool) -> str:
 
 
 def change_sql(before: Period, after: Period, bbox: BBox | None, has_bbox_column: bool,
-               per_fragment: bool = False) -> tuple[str, list]:
+               per_fragment: bool = False, reach_km: float | None = FRAGMENT_REACH_KM
+               ) -> tuple[str, list]:
     """Rows of either period inside ``bbox``: place key, period (0 before, 1 after), time,
     centre, vector (and the footprint per fragment)."""
-    where, params = where_sql(Filters(bbox=bbox), has_bbox_column)
+    where, params = where_sql(Filters(bbox=bbox), has_bbox_column, reach_km)
     periods = ("CASE WHEN acquired_at >= ? AND acquired_at < ? THEN 0\n"
                "     WHEN acquired_at >= ? AND acquired_at < ? THEN 1 END")
     times = [before.time.start, before.time.end, after.time.start, after.time.end]
@@ -90,7 +99,8 @@ def change(session: Session, before: str | Period, after: str | Period,
     a = after if isinstance(after, Period) else parse_period(after, "after")
     if limit is not None and limit <= 0:
         raise UsageError(f"limit must be positive, e.g. 100 (got {limit})", "limit")
-    sql, params = change_sql(b, a, parse_bbox(bbox), session.shape.has_bbox, per_fragment)
+    sql, params = change_sql(b, a, parse_bbox(bbox), session.shape.has_bbox, per_fragment,
+                             session.shape.reach_km)
     check_times(session)  # the periods are time windows: unreadable times are an error
     t = run(session, sql, params)
     if t.num_rows == 0:

@@ -204,14 +204,15 @@ class CentreWindow:
     lon: tuple[float, float] | None
 
 
-def centre_window(b: BBox) -> CentreWindow:
-    """The centre ranges of every fragment that may intersect ``b``."""
-    dlat = FRAGMENT_REACH_KM / KM_PER_DEG_LAT
+def centre_window(b: BBox, reach_km: float = FRAGMENT_REACH_KM) -> CentreWindow:
+    """The centre ranges of every fragment (reaching at most ``reach_km`` from its centre)
+    that may intersect ``b``."""
+    dlat = reach_km / KM_PER_DEG_LAT
     lat = (b.min_lat - dlat, b.max_lat + dlat)
     widest = max(abs(lat[0]), abs(lat[1]))
     if widest >= 89.0:
         return CentreWindow(lat, None)
-    dlon = FRAGMENT_REACH_KM / (KM_PER_DEG_LON_EQUATOR * math.cos(math.radians(widest)))
+    dlon = reach_km / (KM_PER_DEG_LON_EQUATOR * math.cos(math.radians(widest)))
     lon = (b.min_lon - dlon, b.max_lon + dlon)
     if lon[0] < -180 or lon[1] > 180:  # a fragment may cross the antimeridian
         return CentreWindow(lat, None)
@@ -240,10 +241,13 @@ def timestamp_window(time: TimeRange) -> tuple[str | None, str | None]:
     return lo, hi
 
 
-def prune_windows(filters: Filters) -> tuple[CentreWindow | None, tuple[str | None, str | None]]:
-    """(centre window, timestamp bounds) implied by the filters: by the bbox, or the grid
-    cell's bounds."""
-    window = centre_window(filters.bbox) if filters.bbox is not None else None
+def prune_windows(filters: Filters, reach_km: float | None = FRAGMENT_REACH_KM
+                  ) -> tuple[CentreWindow | None, tuple[str | None, str | None]]:
+    """(centre window, timestamp bounds) implied by the filters: by the bbox (footprints
+    reaching ``reach_km`` from their centre; None: unknown, no window), or the grid cell's
+    bounds (a cell holds its fragments' centres)."""
+    window = (centre_window(filters.bbox, reach_km)
+              if filters.bbox is not None and reach_km is not None else None)
     if filters.cell is not None:
         from mtquery.standard.grid import cell_bounds
 
@@ -256,12 +260,13 @@ def prune_windows(filters: Filters) -> tuple[CentreWindow | None, tuple[str | No
     return window, timestamp_window(filters.time)
 
 
-def prune_sql(filters: Filters) -> tuple[list[str], list]:
+def prune_sql(filters: Filters, reach_km: float | None = FRAGMENT_REACH_KM
+              ) -> tuple[list[str], list]:
     """Range predicates on ``centre_lat`` / ``centre_lon`` / ``timestamp`` implied by the
     filters (supersets of what they keep, see ``FRAGMENT_REACH_KM``, ``timestamp_window``)."""
     clauses: list[str] = []
     params: list = []
-    window, (lo, hi) = prune_windows(filters)
+    window, (lo, hi) = prune_windows(filters, reach_km)
     if window is not None:
         clauses.append("centre_lat BETWEEN ? AND ?")
         params += list(window.lat)
@@ -277,12 +282,13 @@ def prune_sql(filters: Filters) -> tuple[list[str], list]:
     return clauses, params
 
 
-def where_sql(filters: Filters, has_bbox_column: bool = False) -> tuple[str, list]:
+def where_sql(filters: Filters, has_bbox_column: bool = False,
+              reach_km: float | None = FRAGMENT_REACH_KM) -> tuple[str, list]:
     """``WHERE`` clause (or ``""``) and its parameters. Range predicates on the centre and the
     timestamp text come first (``prune_sql``: the reader skips row groups by statistics);
     with a bbox covering column, the cheap struct comparison prunes too; then the exact
     ST_Intersects and acquisition window."""
-    clauses, params = prune_sql(filters)
+    clauses, params = prune_sql(filters, reach_km)
     b = filters.bbox
     if b is not None:
         if has_bbox_column:

@@ -84,9 +84,12 @@ def query_from_point(session: Session, lat: float, lon: float) -> QueryVector:
 
         cell = str(latlon_to_cell(lat, lon)[0])
         x0, y0, x1, y1 = (float(v) for v in cell_bounds([cell])[0])
-        w = centre_window(BBox(min(x0, lon), min(y0, lat), max(x1, lon), max(y1, lat)))
+        reach = session.shape.reach_km  # None: footprints of unknown size, no window
+        w = (centre_window(BBox(min(x0, lon), min(y0, lat), max(x1, lon), max(y1, lat)),
+                           reach) if reach is not None else None)
         sql = POINTS_QUERY_SQL
-        params = [*w.lat, *(w.lon or (-360.0, 360.0)), lon, lat, cell, lat, lat, lon, lon]
+        params = [*(w.lat if w else (-90.0, 90.0)), *(w.lon if w and w.lon else (-360.0, 360.0)),
+                  lon, lat, cell, lat, lat, lon, lon]
     table = run(session, sql, params)
     if table.num_rows == 0:
         raise DataError(_nearest_hint(session, lat, lon))

@@ -6,7 +6,7 @@ import duckdb
 import pyarrow as pa
 
 from mtquery.errors import DataError
-from mtquery.query.filters import Filters, check_limit, where_sql
+from mtquery.query.filters import FRAGMENT_REACH_KM, Filters, check_limit, where_sql
 from mtquery.query.session import Session, describe_error
 from mtquery.vectors.store import RESULT_COLUMNS
 
@@ -14,9 +14,10 @@ ORDER_SQL = "ORDER BY acquired_at, grid_cell, unique_id"
 
 
 def search_sql(filters: Filters, limit: int | None, has_bbox_column: bool = False,
-               columns: tuple[str, ...] = RESULT_COLUMNS) -> tuple[str, list]:
-    """The search statement and its parameters."""
-    where, params = where_sql(filters, has_bbox_column)
+               columns: tuple[str, ...] = RESULT_COLUMNS,
+               reach_km: float | None = FRAGMENT_REACH_KM) -> tuple[str, list]:
+    """The search statement and its parameters (``reach_km``: see ``where_sql``)."""
+    where, params = where_sql(filters, has_bbox_column, reach_km)
     sql = f"SELECT {', '.join(columns)}\nFROM embeddings\n{where}".rstrip()
     sql += "\n" + ORDER_SQL
     if limit is not None:
@@ -87,7 +88,7 @@ def filtered_locations(session: Session, filters: Filters) -> pa.Table:
     """(source_file, source_row) of every fragment passing the filters: how the exact scan
     and the ANN index turn a filter into allowed rows."""
     check_times(session, filters)
-    where, params = where_sql(filters, session.shape.has_bbox)
+    where, params = where_sql(filters, session.shape.has_bbox, session.shape.reach_km)
     return run(session, f"{LOCATIONS_SQL}\n{where}".rstrip(), params)
 
 
@@ -100,5 +101,6 @@ def search(session: Session, filters: Filters, limit: int | None = 100,
 
         guard(session.dataset, filters, "search")
     check_times(session, filters)
-    sql, params = search_sql(filters, limit, session.shape.has_bbox, columns)
+    sql, params = search_sql(filters, limit, session.shape.has_bbox, columns,
+                             session.shape.reach_km)
     return run(session, sql, params)

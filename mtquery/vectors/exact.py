@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from mtquery.query.filters import Filters, where_sql
+from mtquery.query.filters import FRAGMENT_REACH_KM, Filters, where_sql
 from mtquery.query.search import check_times, filtered_locations, sql_error
 from mtquery.query.session import Session
 from mtquery.query.vector import QueryVector
@@ -32,9 +32,10 @@ BATCH_ROWS = 65_536
 FILE_SHIFT = 40  # row id of a streamed row: file rank << 40 | row in file
 
 
-def scan_sql(filters: Filters, has_bbox_column: bool) -> tuple[str, list]:
+def scan_sql(filters: Filters, has_bbox_column: bool,
+             reach_km: float | None = FRAGMENT_REACH_KM) -> tuple[str, list]:
     """The candidate scan: result columns, location and vector of every row passing filters."""
-    where, params = where_sql(filters, has_bbox_column)
+    where, params = where_sql(filters, has_bbox_column, reach_km)
     cols = ", ".join(RESULT_COLUMNS)
     return (f"SELECT {cols}, source_file, source_row, embedding\nFROM embeddings\n{where}"
             .rstrip(), params)
@@ -157,7 +158,7 @@ def stream_knn(session: Session, query: QueryVector, k: int, filters: Filters,
     q = unit_query(query.vector, session.dim)
     exclude = () if include_self else query.exclude_ids
     check_times(session, filters)
-    sql, params = scan_sql(filters, session.shape.has_bbox)
+    sql, params = scan_sql(filters, session.shape.has_bbox, session.shape.reach_km)
     sources = {os.path.normpath(s): i for i, s in enumerate(session.dataset.sources)}
     seen = {"skipped": 0}
 

@@ -57,7 +57,7 @@ def region_rows(session: Any, region: dict) -> int:
 
     filters = Filters.of(region.get("bbox"), region.get("start"), region.get("end"),
                          region.get("cell"))
-    where, params = where_sql(filters, session.shape.has_bbox)
+    where, params = where_sql(filters, session.shape.has_bbox, session.shape.reach_km)
     return int(run(session, COUNT_SQL + where, params).column("n")[0].as_py())
 
 
