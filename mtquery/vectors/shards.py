@@ -129,6 +129,12 @@ def build_per_file(dataset, progress=None, engine: str = "local", address: str |
 
         RayOptions.checked(address, None, None, 30.0)
     ds = resolve(dataset)
+    from mtquery.io.roles import roles_of
+
+    if not roles_of(ds).standard:  # per-file ids and roles would not be the dataset's
+        raise DataError(f"per-file indexes are built over Major TOM-standard files; "
+                        f"{ds.spec} is of another shape: 'mtquery convert' it first, or build "
+                        "one index over it (mtquery index build)")
     out, todo = [], []
     for f in ds.local_files:
         one = resolve(str(f))
