@@ -68,10 +68,12 @@ def make_data(rows: int, dim: int) -> tuple[Path, Path]:
     if not other.is_file():
         pf = pq.ParquetFile(std)
         tmp = other.with_suffix(".tmp")
+        geo = {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": {
+            "encoding": "WKB", "geometry_types": ["Point"]}}}  # GeoParquet, as Earth Index
         with pq.ParquetWriter(tmp, pa.schema([
                 ("id", pa.string()), ("emb", pa.list_(pa.float32())),
-                ("date", pa.string()), ("geometry", pa.binary())]),
-                compression="zstd") as w:
+                ("date", pa.string()), ("geometry", pa.binary())],
+                metadata={b"geo": json.dumps(geo).encode()}), compression="zstd") as w:
             for b in pf.iter_batches(batch_size=100_000, columns=[
                     "unique_id", "embedding", "timestamp", "centre_lat", "centre_lon"]):
                 lat = np.asarray(b.column("centre_lat"), np.float64)

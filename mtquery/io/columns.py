@@ -67,6 +67,7 @@ class Roles:
     lon: str | None = None  # are floating-point columns beside it
     crs: str | None = None  # None: lon/lat (OGC:CRS84); else the geometry's CRS (transformed)
     standard: bool = False  # every standard column present: read as they are
+    points: bool = False  # the places are points (lat/lon, GeoArrow or declared Point types)
     derived: tuple[str, ...] = ()
     notices: tuple[str, ...] = field(default=(), compare=False)
 
@@ -345,7 +346,19 @@ def detect(types: dict[str, str], geo: dict | None = None,
         notices.append(f"the geometry column {geom!r} has no CRS: read as lon/lat (OGC:CRS84); "
                        "say otherwise with --columns crs=EPSG:CODE")
     return Roles(vector=vector, id=roles_id, time=time, geometry=geom, lat=lat, lon=lon,
-                 crs=crs, standard=False, derived=tuple(derived), notices=tuple(notices))
+                 crs=crs, standard=False, points=_points(types, geo, geom),
+                 derived=tuple(derived), notices=tuple(notices))
+
+
+def _points(types: dict[str, str], geo: dict | None, geom: str | None) -> bool:
+    """Whether every place is a point: lat/lon columns, a GeoArrow point, or a geometry
+    column whose GeoParquet ``geometry_types`` are points only."""
+    if geom is None:
+        return True
+    if geoarrow_depth(types[geom]) == 0:
+        return True
+    kinds = (_geo_column(geo, geom) or {}).get("geometry_types") or []
+    return bool(kinds) and all(str(k).split(" ")[0] in ("Point", "MultiPoint") for k in kinds)
 
 
 def id_root(sources: list[str] | tuple[str, ...]) -> str:

@@ -126,11 +126,12 @@ class DatasetShape:
     @property
     def reach_km(self) -> float | None:
         """How far a footprint may reach from its centre, for the query windows on the
-        centre: Major TOM fragments (and points) 10 km; footprints of a file of another
-        shape: unknown (None: no centre window, the exact geometry test decides)."""
+        centre: Major TOM fragments 10 km (points: 0); footprints of a file of another shape:
+        unknown (None: no centre window, the exact geometry test decides)."""
         from mtquery.query.filters import FRAGMENT_REACH_KM
 
-        return None if not self.roles.standard and self.roles.geometry else FRAGMENT_REACH_KM
+        roles = self.roles
+        return FRAGMENT_REACH_KM if roles.standard or roles.points else None
 
     @property
     def vector_type(self) -> str:
