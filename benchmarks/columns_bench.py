@@ -9,7 +9,11 @@
    (points, ``id``, ``emb``, ``date``; no standard column), queried by this checkout: the
    cost of deriving centres, grid cells and ids in the views.
 
-    .venv/bin/python benchmarks/columns_bench.py [--rows 1000000] [--dim 32] [--runs 5]
+    .venv/bin/python benchmarks/columns_bench.py [--rows 1000000] [--dim 32] [--runs 3]
+        [--rounds 3]
+
+The machine is shared: the versions run in alternation, ``--rounds`` times (``--runs`` each),
+and the table gives the median and the minimum of all runs with their ratios.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ def t(fn):
     fn()  # warm (the first knn builds the vector cache)
     out = []
     for _ in range(runs):
-        t0 = time.perf_counter(); fn(); out.append(time.perf_counter() - t0)
-    return statistics.median(out) * 1000
+        t0 = time.perf_counter(); fn(); out.append((time.perf_counter() - t0) * 1000)
+    return out
 row = mtquery.search(path, limit=1).to_pylist()[0]
 lat, lon = row["centre_lat"], row["centre_lon"]
 box = (lon - 1, lat - 1, lon + 1, lat + 1)
@@ -102,37 +106,52 @@ def main() -> None:
     ap.add_argument("--ref", default="7f206f2")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=32)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     old = install_ref(a.ref)
     subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(Path(__file__).resolve()
                     .parents[1] / d) for d in ("mtquery", "generate", "eval", "sql"))],
                    check=True)
     std, other = make_data(a.rows, a.dim)
+    cold: dict[str, list[float]] = {"before": [], "after": [], "before_cpu": [],
+                                    "after_cpu": []}
+    q: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}, "other": {}}
     with tempfile.TemporaryDirectory() as c1, tempfile.TemporaryDirectory() as c2:
         before, after = env_for(old, Path(c1)), env_for(None, Path(c2))
-        cold = {name: wall(env, a.runs) for name, env in (("before", before),
-                                                           ("after", after))}
-        q_before = probe(before, std, a.runs)
-        q_after = probe(after, std, a.runs)
-        q_other = probe(after, other, a.runs)
-    print(f"\n{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; medians of "
-          f"{a.runs} runs; before = {a.ref}, after = this checkout\n")
-    print(f"{'measure':44s} {'before':>9s} {'after':>9s} {'ratio':>6s}")
-    for what, i in (("cold knn --lat --lon on demo, wall (s)", 0),
-                    ("cold knn --lat --lon on demo, CPU (s)", 1)):
-        b, f = statistics.median(cold["before"][i]), statistics.median(cold["after"][i])
-        print(f"{what:44s} {b:9.3f} {f:9.3f} {f / b:5.2f}x")
-    for key in q_before:
-        b, f = q_before[key], q_after[key]
-        print(f"{'standard ' + f'{a.rows:,}' + ' x ' + str(a.dim) + ': ' + key:44s} "
-              f"{b:9.1f} {f:9.1f} {f / b:5.2f}x")
-    print("\nthe same rows in another shape (points, id, emb, date), this checkout\n")
-    print(f"{'measure':44s} {'standard':>9s} {'points':>9s} {'ratio':>6s}")
-    for key in q_after:
-        s, o = q_after[key], q_other[key]
-        print(f"{key:44s} {s:9.1f} {o:9.1f} {o / s:5.2f}x")
+        for _ in range(a.rounds):  # alternate: a load change hits both versions alike
+            for name, env in (("before", before), ("after", after)):
+                w, c = wall(env, a.runs)
+                cold[name] += w
+                cold[name + "_cpu"] += c
+            for name, env, path in (("before", before, std), ("after", after, std),
+                                    ("other", after, other)):
+                for key, vals in probe(env, path, a.runs).items():
+                    q[name].setdefault(key, []).extend(vals)
+    n = a.rounds * a.runs
+    print(f"\n{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {n} runs each "
+          f"({a.rounds} alternating rounds); before = {a.ref}, after = this checkout\n")
+    head = (f"{'measure':48s} {'before':>8s} {'after':>8s} {'ratio':>6s} {'min b':>8s} "
+            f"{'min a':>8s} {'ratio':>6s}")
+    print(head)
+    rows = [("cold knn --lat --lon on demo, wall (ms)", [x * 1000 for x in cold["before"]],
+             [x * 1000 for x in cold["after"]]),
+            ("cold knn --lat --lon on demo, CPU (ms)", [x * 1000 for x in cold["before_cpu"]],
+             [x * 1000 for x in cold["after_cpu"]])]
+    rows += [(f"standard {a.rows:,} x {a.dim}: {key}", q["before"][key], q["after"][key])
+             for key in q["before"]]
+    for what, b, f in rows:
+        _row(what, b, f)
+    print(f"\nthe same rows in another shape (GeoParquet points, id, emb, date), this "
+          f"checkout\n\n{head.replace('before', 'standard').replace(' after', 'points')}")
+    for key in q["after"]:
+        _row(key, q["after"][key], q["other"][key])
 
+
+def _row(what: str, b: list[float], f: list[float]) -> None:
+    mb, mf = statistics.median(b), statistics.median(f)
+    print(f"{what:48s} {mb:8.1f} {mf:8.1f} {mf / mb:5.2f}x {min(b):8.1f} {min(f):8.1f} "
+          f"{min(f) / min(b):5.2f}x")
 
 if __name__ == "__main__":
     main()
