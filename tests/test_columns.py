@@ -178,3 +178,32 @@ def test_footprints_wider_than_a_fragment_are_found_at_their_edge(tmp_path):
     assert mtquery.search(str(path), bbox=edge).column("unique_id").to_pylist() == ["a"]
     got = mtquery.knn(str(path), lat=45.22, lon=10.36, k=1, include_self=True)
     assert got.column("unique_id").to_pylist() == ["a"]  # the footprint holding the point
+
+
+def test_serve_and_eval_on_a_file_of_another_shape(tmp_path, capsys):
+    import urllib.request
+    from urllib.parse import urlencode
+
+    from clirun import run
+
+    from mtquery.web.server import start
+
+    path = str(write_shape("chips_id", tmp_path / "c"))
+    rows = mtquery.search(path, limit=None, geometry=False)
+    uid = rows.column("unique_id")[0].as_py()
+    want = mtquery.knn(path, id=uid, k=3).column("unique_id").to_pylist()
+    server = start(path)
+    try:
+        url = server.url.rstrip("/") + "/api/knn?" + urlencode({"id": uid, "k": 3})
+        with urllib.request.urlopen(url, timeout=60) as r:
+            got = [row["unique_id"] for row in json.loads(r.read())]
+    finally:
+        server.stop()
+    assert got == want
+    labels = tmp_path / "labels.parquet"
+    pq.write_table(pa.table({"unique_id": rows.column("unique_id"),
+                             "label": rows.column("grid_cell")}), labels)
+    code, out, err = run(capsys, "eval", "retrieval", "-d", path, "-l", labels, "--join",
+                         "unique_id", "--k", "1,5", "--queries", "10")
+    assert code == 0, err
+    assert json.loads(out)["task"]["n_samples"] == rows.num_rows
