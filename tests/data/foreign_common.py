@@ -17,9 +17,14 @@ Used by the fixture scripts, not by mtquery: it writes nothing itself.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import shapely
 
 from mtquery.standard.grid import latlon_to_rowcol, rowcol_bounds, rowcol_to_cell
@@ -166,3 +171,24 @@ def geo_metadata(geometry_types: list[str], bounds: np.ndarray, crs: object = "a
     if covering:
         col["covering"] = covering
     return {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": col}}
+
+
+def write_file(table: pa.Table, out: str | Path, name: str, **options) -> Path:
+    """``table`` written to ``out/name`` (folders made), ``options`` to pq.write_table."""
+    path = Path(out) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, **options)
+    return path
+
+
+def cli(write: Callable[..., Path], doc: str, **flags: str) -> None:
+    """A fixture script's command line: ``OUT [--rows N] [--seed S]`` and boolean ``flags``
+    (``--name`` -> help), printing what ``write`` returns."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("output")
+    ap.add_argument("--rows", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    for flag, text in flags.items():
+        ap.add_argument(flag, action="store_true", help=text)
+    a = vars(ap.parse_args())
+    print(write(a.pop("output"), a.pop("rows"), a.pop("seed"), **a))

@@ -18,7 +18,6 @@ in one line (and write nothing): every file is otherwise well-formed GeoParquet 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from foreign_common import Rows, geo_metadata, vectors  # noqa: E402
+from foreign_common import Rows, cli, geo_metadata, vectors  # noqa: E402
 from foreign_common import rows as make_rows  # noqa: E402
 
 DIM = 32
@@ -90,14 +89,5 @@ def write(out: str | Path, rows: int = 50, seed: int = 0) -> Path:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("output")
-    ap.add_argument("--rows", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
-    print(write(a.output, a.rows, a.seed))
-
-
 if __name__ == "__main__":
-    main()
+    cli(write, __doc__)

@@ -15,7 +15,6 @@ with a binary WKB column).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from foreign_common import Rows, vectors  # noqa: E402
+from foreign_common import Rows, cli, vectors  # noqa: E402
 from foreign_common import rows as make_rows  # noqa: E402
 
 DIM = 2048
@@ -62,15 +61,6 @@ def write(out: str | Path, rows: int = 50, seed: int = 0, *, geo: bool = True) -
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("output")
-    ap.add_argument("--rows", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-geo", action="store_true", help="no GeoParquet metadata")
-    a = ap.parse_args()
-    print(write(a.output, a.rows, a.seed, geo=not a.no_geo))
-
-
 if __name__ == "__main__":
-    main()
+    cli(lambda out, rows, seed, no_geo: write(out, rows, seed, geo=not no_geo), __doc__,
+        **{"--no-geo": "no GeoParquet metadata"})

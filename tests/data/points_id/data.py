@@ -12,18 +12,16 @@ the chips are the 2 x 2 quarters (~5 km) of real Major TOM cells.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from foreign_common import Rows, geo_metadata, vectors  # noqa: E402
+from foreign_common import Rows, cli, geo_metadata, vectors, write_file  # noqa: E402
 from foreign_common import rows as make_rows  # noqa: E402
 
 DIM = 384
@@ -50,20 +48,8 @@ def table(rows: int = 50, seed: int = 0) -> pa.Table:
 
 
 def write(out: str | Path, rows: int = 50, seed: int = 0) -> Path:
-    path = Path(out) / NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table(rows, seed), path, compression="zstd")
-    return path
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("output")
-    ap.add_argument("--rows", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
-    print(write(a.output, a.rows, a.seed))
+    return write_file(table(rows, seed), out, NAME, compression="zstd")
 
 
 if __name__ == "__main__":
-    main()
+    cli(write, __doc__)
