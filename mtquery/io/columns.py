@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from mtquery.errors import DataError, UsageError
@@ -150,11 +151,6 @@ def is_geometry_type(dtype: str) -> bool:
     return d.startswith("GEOMETRY") or d in ("BLOB", "WKB_BLOB") or geoarrow_depth(d) is not None
 
 
-def is_point_struct(dtype: str) -> bool:
-    """A GeoArrow point (``struct<x: double, y: double>``)."""
-    return geoarrow_depth(dtype) == 0
-
-
 def geoarrow_depth(dtype: str) -> int | None:
     """List depth of a GeoArrow (separated coordinates) geometry: 0 point, 1 linestring,
     2 polygon, 3 multipolygon; None for anything else."""
@@ -176,20 +172,22 @@ def _first(names: tuple[str, ...], types: dict[str, str], ok=lambda t: True) -> 
     return None
 
 
-def _check_column(role: str, col: str, types: dict[str, str]) -> None:
+def _check_column(role: str, col: str, types: dict[str, str],
+                  ok: Callable[[str], bool] | None = None, kind: str = "") -> str:
+    """``col``, named by ``--columns role=col``: it exists and (``ok``) is of the ``kind``."""
     if col not in types:
         raise DataError(f"--columns {role}={col}: no column {col!r} in the dataset (columns: "
                         f"{', '.join(types)})", "columns")
+    if ok is not None and not ok(types[col]):
+        raise DataError(f"--columns {role}={col}: column {col!r} has type {types[col]}, "
+                        f"not {kind}", "columns")
+    return col
 
 
 def _vector(types: dict[str, str], override: dict[str, str]) -> str:
     if "vector" in override:
-        col = override["vector"]
-        _check_column("vector", col, types)
-        if not is_vector_type(types[col]):
-            raise DataError(f"--columns vector={col}: column {col!r} has type {types[col]}, "
-                            "not a list of numbers", "columns")
-        return col
+        return _check_column("vector", override["vector"], types, is_vector_type,
+                             "a list of numbers")
     cands = [c for c, t in types.items() if is_vector_type(t) and c.lower() not in NOT_VECTORS]
     if "embedding" in cands:
         return "embedding"
@@ -263,12 +261,8 @@ def _place(types: dict[str, str], geo: dict | None, override: dict[str, str]
     """(geometry, lat, lon, crs, crs unknown)."""
     lat_o, lon_o = override.get("lat"), override.get("lon")
     if "geometry" in override:
-        col = override["geometry"]
-        _check_column("geometry", col, types)
-        if not is_geometry_type(types[col]):
-            raise DataError(f"--columns geometry={col}: column {col!r} has type {types[col]}, "
-                            "not a geometry (WKB, GEOMETRY or a GeoArrow point)", "columns")
-        geom = col
+        geom = _check_column("geometry", override["geometry"], types, is_geometry_type,
+                             "a geometry (WKB, GEOMETRY or a GeoArrow point)")
     elif lat_o or lon_o:
         geom = None
     else:
@@ -280,11 +274,7 @@ def _place(types: dict[str, str], geo: dict | None, override: dict[str, str]
     lat = lon = None
     for role, names, given in (("lat", LAT_NAMES, lat_o), ("lon", LON_NAMES, lon_o)):
         if given:
-            _check_column(role, given, types)
-            if not _numeric(types[given]):
-                raise DataError(f"--columns {role}={given}: column {given!r} has type "
-                                f"{types[given]}, not a number", "columns")
-            col = given
+            col = _check_column(role, given, types, _numeric, "a number")
         else:
             float_only = geom is not None  # beside a geometry only exact centres are used
             col = _first(names, types, (lambda t: t.upper() in ("DOUBLE", "FLOAT", "REAL"))
