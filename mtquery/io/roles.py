@@ -25,7 +25,7 @@ from mtquery.io.datasets import Dataset
 OVERRIDE: ContextVar[str | None] = ContextVar("mtquery_columns", default=None)
 #: rows of the first file whose coordinates decide whether a geometry without CRS is lon/lat
 PROBE_ROWS = 10_000
-_MEMO: dict[tuple, Roles] = {}
+#: the roles of each dataset this process has read (by files, sizes, times and --columns)
 _SEEN: dict[tuple, Roles] = {}
 
 
@@ -134,20 +134,25 @@ def roles_for(con: duckdb.DuckDBPyConnection | None, dataset: Dataset,
     ``--columns``, else a remembered one, else detected. Memoised per process. Without
     ``con`` (remote files read by their footers) the GeoParquet metadata is ``geo`` and
     coordinates without a CRS are taken for lon/lat unchecked."""
-    roles = _roles_for(con, dataset, types, geo)
-    _SEEN[_seen_key(dataset)] = roles
+    key = _seen_key(dataset)
+    roles = _SEEN.get(key) if key is not None else None
+    if roles is None:
+        roles = _roles_for(con, dataset, types, geo)
+        if key is not None:
+            _SEEN[key] = roles
     return roles
 
 
-def _seen_key(dataset: Dataset) -> tuple:
-    """The dataset as roles_of finds it again: sources, --columns, local files' sizes and
-    modification times (a file written anew is looked at anew)."""
+def _seen_key(dataset: Dataset) -> tuple | None:
+    """The dataset as this process saw it: sources, --columns, local files' sizes and
+    modification times (a file written anew is looked at anew); None when a file cannot be
+    looked at (nothing memoised)."""
     stats = []
     for f in dataset.local_files:
         try:
             st = f.stat()
         except OSError:
-            return ()
+            return None
         stats.append((st.st_size, st.st_mtime_ns))
     given = dataset.columns if dataset.columns is not None else OVERRIDE.get()
     return (dataset.sources, given, tuple(stats))
@@ -164,10 +169,7 @@ def _roles_for(con: duckdb.DuckDBPyConnection | None, dataset: Dataset,
     override = parse_override(text)
     spelled = override_text(override)
     schema = hashlib.sha256(json.dumps(sorted(types.items())).encode()).hexdigest()[:16]
-    key = (dataset.sources, spelled, schema)
-    roles = _MEMO.get(key)
-    if roles is None and given is None:
-        roles = _remembered_roles(dataset, spelled, schema)
+    roles = _remembered_roles(dataset, spelled, schema) if given is None else None
     if roles is None:
         if not override and all(c in types for c in REQUIRED):
             return detect(types)
@@ -179,7 +181,6 @@ def _roles_for(con: duckdb.DuckDBPyConnection | None, dataset: Dataset,
                 and "crs" not in override):
             _check_lonlat(con, roles, types, first)
         remember(dataset, spelled, roles, schema)  # not detected again at the next query
-    _MEMO[key] = roles
     return roles
 
 
@@ -188,7 +189,8 @@ def roles_of(dataset: Dataset) -> Roles:
     the index build): its schema read once (memoised with the roles)."""
     from mtquery.query.session import SOURCES_VAR, _source_columns, new_connection
 
-    seen = _SEEN.get(_seen_key(dataset))
+    key = _seen_key(dataset)
+    seen = _SEEN.get(key) if key is not None else None
     if seen is not None:  # a session of this process read them (no second connection)
         return seen
     if dataset.remote:
