@@ -352,8 +352,8 @@ def check_footers(footers: Sequence[Footer], vector: str = "embedding") -> int |
         if missing:  # one dataset, one shape: the first file's standard columns everywhere
             raise DataError(f"{f.source}: missing standard column(s): {', '.join(missing)} "
                             f"(which {footers[0].name} has)")
-        if vector not in f.schema.names:
-            if all(c in f.schema.names for c in REQUIRED) or vector != "embedding":
+        if vector not in f.schema.names:  # no ``embedding``: another shape, its views check
+            if vector != "embedding":
                 raise DataError(f"{f.source}: no vector column {vector!r}")
             continue
         try:

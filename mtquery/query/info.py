@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from mtquery.errors import DataError, MTQueryError
+from mtquery.io.columns import Roles
 from mtquery.io.datasets import Dataset
 from mtquery.io.embmeta import file_block, of_files
 from mtquery.io.manifests import GenerationManifest
@@ -172,9 +173,7 @@ def remote_info(dataset: Dataset, dim: int | None = None) -> dict | None:
         "extent_from": source,
         "read": f"footers only ({sum(len(f.footer) for f in footers):,} bytes)",
         **embedding_entry([file_block(f.source, f.schema.metadata or {}) for f in footers]),
-        **({} if roles.standard else {"columns": roles.mapping(),
-                                      "derived": list(roles.derived),
-                                      "notices": list(roles.notices)}),
+        **roles_entry(roles),
     }
 
 
@@ -212,13 +211,12 @@ def dataset_info(session: Session) -> dict:
     manifest = manifest_of(session)
     if manifest is not None:
         info["model"] = manifest.model
-    info.update(roles_entry(session))
+    info.update(roles_entry(session.shape.roles))
     return info
 
 
-def roles_entry(session: Session) -> dict:
+def roles_entry(roles: Roles) -> dict:
     """The column roles used and what was derived (nothing for a standard file)."""
-    roles = session.shape.roles
     if roles.standard:
         return {}
     return {"columns": roles.mapping(), "derived": list(roles.derived),

@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from mtquery.errors import DataError, UsageError
+from mtquery.io.columns import Roles
 from mtquery.io.datasets import Dataset, resolve
 from mtquery.io.roles import roles_of
 from mtquery.io.staging import publish
@@ -192,12 +193,12 @@ def build_index(dataset: Dataset | str, out_dir: str | Path | None = None,
     if out.exists() and not (out / MANIFEST).is_file() and (
             not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} exists and is not an mtquery index; choose another index_dir")
-    roles_of(ds)  # a file no roles can read is refused before anything is written
+    roles = roles_of(ds)  # a file no roles can read is refused before anything is written
     out.parent.mkdir(parents=True, exist_ok=True)
     part = partial_dir(out)
     with locked(part):
         try:
-            manifest = _build(part, fp, ds, p, progress)
+            manifest = _build(part, fp, ds, p, progress, roles)
         except DataError:  # data no build can read (ragged vectors...): nothing to resume
             shutil.rmtree(part, ignore_errors=True)
             raise
@@ -226,7 +227,7 @@ def _fresh_work(part: Path, key: str) -> bool:
 
 
 def _build(part: Path, fp: list[dict], ds: Dataset, p: BuildParams,
-           progress: ProgressCallback | None) -> dict:
+           progress: ProgressCallback | None, roles: Roles) -> dict:
     faiss = faiss_module()
     if p.threads:
         faiss.omp_set_num_threads(int(p.threads))
@@ -236,7 +237,6 @@ def _build(part: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     def say(message: str) -> None:
         emit(progress, "index", message=message)
 
-    roles = roles_of(ds)  # a dataset of another shape: its column roles (io.columns)
     key = hashlib.sha256(json.dumps({"fp": fp, "params": p.pass_key(), "format": FORMAT,
                                      "columns": roles.key()},
                                     sort_keys=True).encode()).hexdigest()
@@ -246,7 +246,7 @@ def _build(part: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     (tmp / STORE).mkdir(parents=True, exist_ok=True)
     n = sum(int(f["rows"]) for f in fp)
     if p.kind == "ivf-sq8":
-        return _build_sq8(tmp, fp, ds, p, progress, t_start)
+        return _build_sq8(tmp, fp, ds, p, progress, t_start, roles)
     units = plan_units(fp, chunk_rows=p.chunk_rows, roles=roles)
     nlist = max(1, min(int(p.nlist or nlist_for(n)), n))
     n_train = int(min(n, p.train_rows or max(20_000, min(128 * nlist, 262_144))))
@@ -285,7 +285,7 @@ def _build(part: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     faiss.write_index(ivf, str(tmp / "ivf.faiss"))
     timings["assemble_s"] = time.perf_counter() - t0
     manifest = _manifest(p, fp, ds, n, dim, coarse.nlist, len(invalid), dtype,
-                         n_train, resumed)
+                         n_train, resumed, roles)
     manifest["lists"] = manifest["lists_at_build"] = lists_summary(ivf)
     shutil.copy2(work / "coarse.npz", tmp / "coarse.npz")  # what an update assigns with
     manifest["coded_rows"] = int(ivf.ntotal)  # rows with a direction (invalid ones: none)
@@ -339,7 +339,7 @@ def lists_summary(ivf) -> dict:
 
 
 def _manifest(p: BuildParams, fp: list[dict], ds: Dataset, n: int, dim: int, nlist: int,
-              invalid: int, dtype: str, n_train: int, resumed: bool) -> dict:
+              invalid: int, dtype: str, n_train: int, resumed: bool, roles: Roles) -> dict:
     return {
         "format": FORMAT, "kind": p.kind, "metric": "cosine", "dim": dim, "rows": n,
         "zero_or_invalid_vectors": invalid, "nlist": nlist, "pca_dim": dim,
@@ -348,7 +348,7 @@ def _manifest(p: BuildParams, fp: list[dict], ds: Dataset, n: int, dim: int, nli
         "train_rows": n_train, "coarse": "two-level", "seed": p.seed,
         "dataset": {"spec": ds.spec, "files": fp}, "resumed": resumed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **({} if (r := roles_of(ds)).standard else {"columns": r.to_dict()}),
+        **({} if roles.standard else {"columns": roles.to_dict()}),
     }
 
 
@@ -380,11 +380,11 @@ def _finish(tmp: Path, manifest: dict, ivf, store: VectorStore, pca, qx: np.ndar
 
 
 def _build_sq8(tmp: Path, fp: list[dict], ds: Dataset, p: BuildParams,
-               progress: ProgressCallback | None, t_start: float) -> dict:
+               progress: ProgressCallback | None, t_start: float, roles: Roles) -> dict:
     from mtquery.vectors.build_sq8 import build_sq8
 
     fields, pca, ivf, store, train_ids, timings = build_sq8(tmp, fp, p, nlist_for, progress,
-                                                            roles_of(ds))
+                                                            roles)
     faiss_module().write_index(ivf, str(tmp / "ivf.faiss"))
     n = store.n
     rng = np.random.default_rng(p.seed)
@@ -396,7 +396,7 @@ def _build_sq8(tmp: Path, fp: list[dict], ds: Dataset, p: BuildParams,
     truth = exact_neighbours(store.matrix(), qx, min(K, n))
     manifest = _manifest(p, fp, ds, n, fields["dim"], fields["nlist"],
                          store.count_invalid(), fields["sidecar_dtype"], fields["train_rows"],
-                         False)
+                         False, roles)
     manifest.update(fields)
     return _finish(tmp, manifest, ivf, store, pca, qx, truth, p, timings, t_start,
                    lambda m: emit(progress, "index", message=m))
