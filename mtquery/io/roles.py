@@ -212,16 +212,10 @@ def footer_types(schema) -> dict[str, str]:
     half floats as floats, which DuckDB reads them as)."""
     import pyarrow as pa
 
+    from mtquery.io.standardize import without_half_floats
+
     def plain(t: pa.DataType) -> pa.DataType:
-        if pa.types.is_float16(t):
-            return pa.float32()
-        if pa.types.is_fixed_size_list(t):
-            return pa.list_(plain(t.value_type), t.list_size)
-        if pa.types.is_list(t) or pa.types.is_large_list(t):
-            return pa.list_(plain(t.value_type))
-        if isinstance(t, pa.ExtensionType):
-            return t.storage_type
-        return t
+        return without_half_floats(t.storage_type if isinstance(t, pa.ExtensionType) else t)
 
     empty = pa.schema([pa.field(f.name, plain(f.type)) for f in schema]).empty_table()
     con = duckdb.connect()

@@ -36,26 +36,6 @@ def source_columns(roles: Roles, names: Sequence[str], wanted: Sequence[str]) ->
     return list(dict.fromkeys([c for c in roles.source_columns() if c in names] + extra))
 
 
-def _with_vector(table: pa.Table, column: str, wanted: bool) -> pa.Table:
-    """The vector column as DuckDB takes it from Arrow: float16 values as float32 (DuckDB
-    has no half float), or, when the vector is not asked for, an empty placeholder."""
-    i = table.column_names.index(column) if column in table.column_names else -1
-    if not wanted:
-        empty = pa.nulls(table.num_rows, pa.list_(pa.float32()))
-        return table.set_column(i, column, empty) if i >= 0 else table.append_column(column,
-                                                                                      empty)
-    col = table.column(i)
-    t = col.type
-    inner = t.value_type
-    if pa.types.is_float16(inner) or (pa.types.is_list(inner) or pa.types.is_fixed_size_list(
-            inner)) and pa.types.is_float16(inner.value_type):
-        import pyarrow.compute as pc
-
-        col = pc.cast(col, _float32_like(t))
-        table = table.set_column(i, column, col)
-    return table
-
-
 def _dim_of(column: pa.ChunkedArray) -> int:
     """The length of the first vector (the CAST to FLOAT[dim] refuses any other length)."""
     for v in column.drop_null().slice(0, 1).to_pylist():
@@ -63,12 +43,19 @@ def _dim_of(column: pa.ChunkedArray) -> int:
     return 1
 
 
-def _float32_like(t: pa.DataType) -> pa.DataType:
+def without_half_floats(t: pa.DataType) -> pa.DataType:
+    """``t`` with float16 values (in lists too) as float32: DuckDB takes no Arrow half
+    float, and its Parquet reader gives FLOAT for them, so the views see the same type."""
     if pa.types.is_float16(t):
         return pa.float32()
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
+        return t
+    inner = without_half_floats(t.value_type)
+    if inner == t.value_type:
+        return t  # as it is (its value field's name too): nothing to cast
     if pa.types.is_fixed_size_list(t):
-        return pa.list_(_float32_like(t.value_type), t.list_size)
-    return pa.list_(_float32_like(t.value_type))
+        return pa.list_(inner, t.list_size)
+    return pa.large_list(inner) if pa.types.is_large_list(t) else pa.list_(inner)
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
@@ -83,15 +70,10 @@ def _connection() -> duckdb.DuckDBPyConnection:
 
 
 def _without_float16(table: pa.Table) -> pa.Table:
-    """``table`` with float16 lists as float32 ones (DuckDB takes no Arrow halffloat; its
-    Parquet reader gives FLOAT for them, so the views see the same type)."""
+    """``table`` with its float16 columns as float32 ones (``without_half_floats``)."""
     for i, f in enumerate(table.schema):
-        t = f.type
-        if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-                ) and pa.types.is_float16(t.value_type):
-            wide = (pa.list_(pa.float32(), t.list_size) if pa.types.is_fixed_size_list(t) else
-                    pa.large_list(pa.float32()) if pa.types.is_large_list(t) else
-                    pa.list_(pa.float32()))
+        wide = without_half_floats(f.type)
+        if wide != f.type:
             table = table.set_column(i, f.name, table.column(i).cast(wide))
     return table
 
