@@ -127,7 +127,7 @@ def timestamp_text(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Arra
 
 def _epoch_micros(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     """Integer epochs as microseconds, the unit read off the magnitude (the views' rule,
-    ``mtquery.query.session.EPOCH_UNITS``)."""
+    ``mtquery.io.derive.EPOCH_UNITS``)."""
     import pyarrow.compute as pc
 
     v = col.cast(pa.int64())
