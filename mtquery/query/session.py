@@ -204,7 +204,8 @@ def _fill(text: str, fill: dict[str, str]) -> str:
 def view_statements(roles: Roles, types: dict[str, str], dim: int,
                     base: str = STANDARD_SOURCE) -> list[tuple[str, str]]:
     """(file name, statement) of every view over the relation ``base`` with ``types`` read
-    through ``roles``: the views of a session, and of an Arrow batch (``mtquery.io.standardize``)."""
+    through ``roles``: the views of a session, and of an Arrow batch
+    (``mtquery.io.standardize``)."""
     fill = derive_fill(roles, types, base)
     fill.update(embedding=f"CAST({fill['embedding_flat']} AS FLOAT[{dim}])", dim=str(dim))
     return [(name, _fill(text, fill)) for name, text in sql_files()]
