@@ -133,11 +133,9 @@ def fill(roles: Roles, types: dict[str, str], base: str = STANDARD_SOURCE) -> di
     for name, null_sql in OPTIONAL.items():
         out[name] = name if name in types else null_sql
     if roles.standard:
-        geom = roles.geometry or "geometry"
         out.update(unique_id="unique_id", product_id="product_id", grid_cell="grid_cell",
                    centre_lat="centre_lat", centre_lon="centre_lon",
-                   geometry=geom if types[geom].startswith("GEOMETRY")
-                   else f"ST_GeomFromWKB({ident(geom)})")
+                   geometry=geometry_expr("geometry", types["geometry"], None))
         return out
     if roles.geometry:
         g = geometry_expr(roles.geometry, types[roles.geometry], roles.crs)
