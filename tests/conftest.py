@@ -38,6 +38,17 @@ def _fresh_footers():
 
 
 @pytest.fixture(scope="module")
+def server():
+    """The map page serving the bundled demo, one per test module (the web tests'; a module
+    may define its own ``server``, as test_remote's HTTP file server)."""
+    from mtquery.web.server import start
+
+    running = start("demo")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
 def release(tmp_path_factory):
     """A released-layout dataset (4 parts, 24k x 64) behind a Range-capable HTTP server:
     (server, part URLs, local paths)."""

@@ -17,30 +17,12 @@ from urllib.parse import urlencode
 
 import duckdb
 import pytest
+from webclient import get
 
 from mtquery.cli import main
 
 QUERY = {"lat": 37.6803, "lon": -75.548, "k": 5}
 SAHARA = "-11.2,24.3,-10.8,24.7"
-
-
-@pytest.fixture(scope="module")
-def server():
-    from mtquery.web.server import start
-
-    running = start("demo")
-    yield running
-    running.stop()
-
-
-def get(server, path: str, params: dict | None = None, headers: dict | None = None):
-    url = server.url.rstrip("/") + path + (f"?{urlencode(params)}" if params else "")
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
 
 
 def cli_json(args: list[str], capsys) -> list[dict]:

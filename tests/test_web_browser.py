@@ -23,7 +23,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
 
-import pytest
 from webdriver import Chromium, find_chromium
 
 IDS_JS = "[...document.querySelectorAll('#results tbody tr')].map((tr) => tr.dataset.id)"
@@ -34,15 +33,6 @@ VIRGINIA = "-75.75,37.55,-75.45,37.8"
 BUDGET_MS = 30_000
 HEAT_DRAWN = ("(() => { const s = mtq.map.getSource('heat'); "
               "return !!(s.image && s.image.width === mtq.state.heat.width); })()")
-
-
-@pytest.fixture(scope="module")
-def server():
-    from mtquery.web.server import start
-
-    running = start("demo")
-    yield running
-    running.stop()
 
 
 def api_ids(server, path: str = "knn", **params) -> list[str]:

@@ -8,34 +8,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import urllib.error
-import urllib.request
-from urllib.parse import urlencode
 
 import pytest
+from webclient import get
 
 import mtquery
 
 VIRGINIA = "-75.75,37.55,-75.45,37.8"
 SAHARA = "-11.2,24.3,-10.8,24.7"
-
-
-@pytest.fixture(scope="module")
-def server():
-    from mtquery.web.server import start
-
-    running = start("demo")
-    yield running
-    running.stop()
-
-
-def get(server, path: str, params: dict):
-    url = f"{server.url}{path.lstrip('/')}?{urlencode(params)}"
-    try:
-        with urllib.request.urlopen(url, timeout=120) as r:
-            return r.status, r.headers, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
 
 
 def _png(layer: dict):
