@@ -181,10 +181,8 @@ def test_footprints_wider_than_a_fragment_are_found_at_their_edge(tmp_path):
 
 
 def test_serve_and_eval_on_a_file_of_another_shape(tmp_path, capsys):
-    import urllib.request
-    from urllib.parse import urlencode
-
     from clirun import run
+    from webclient import get
 
     from mtquery.web.server import start
 
@@ -194,9 +192,9 @@ def test_serve_and_eval_on_a_file_of_another_shape(tmp_path, capsys):
     want = mtquery.knn(path, id=uid, k=3).column("unique_id").to_pylist()
     server = start(path)
     try:
-        url = server.url.rstrip("/") + "/api/knn?" + urlencode({"id": uid, "k": 3})
-        with urllib.request.urlopen(url, timeout=60) as r:
-            got = [row["unique_id"] for row in json.loads(r.read())]
+        status, _, body = get(server, "/api/knn", {"id": uid, "k": 3})
+        assert status == 200, body
+        got = [row["unique_id"] for row in json.loads(body)]
     finally:
         server.stop()
     assert got == want
