@@ -46,6 +46,16 @@ def nothing_written(where: Path) -> None:
     assert list(where.iterdir()) == [], sorted(p.name for p in where.iterdir())
 
 
+def refused_writing_nothing(write, tmp_path: Path) -> None:
+    """``write(out)`` raises one line, and the folder ``out`` is written in stays empty."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises((DataError, UsageError)) as exc:
+        write(out)
+    assert "\n" not in str(exc.value)
+    nothing_written(out)
+
+
 def test_every_case_has_its_words():
     assert set(WORDS) == set(CASES)
 
@@ -74,32 +84,18 @@ def test_knn_refuses(bad, case):
 def test_index_build_refuses(bad, case, tmp_path):
     from mtquery.vectors.build import build_index
 
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises((DataError, UsageError)) as exc:
-        build_index(bad[case], out / "idx")
-    assert "\n" not in str(exc.value)
-    nothing_written(out)
+    refused_writing_nothing(lambda out: build_index(bad[case], out / "idx"), tmp_path)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_extract_refuses_and_writes_nothing(bad, case, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises((DataError, UsageError)) as exc:
-        mtquery.extract(bad[case], output=out / "extracted")
-    assert "\n" not in str(exc.value)
-    nothing_written(out)
+    refused_writing_nothing(lambda out: mtquery.extract(bad[case], output=out / "extracted"),
+                            tmp_path)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_convert_refuses_and_writes_nothing(bad, case, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises((DataError, UsageError)) as exc:
-        mtquery.convert(bad[case], out / "converted")
-    assert "\n" not in str(exc.value)
-    nothing_written(out)
+    refused_writing_nothing(lambda out: mtquery.convert(bad[case], out / "converted"), tmp_path)
 
 
 # --- the command line -----------------------------------------------------------------------
